@@ -1,0 +1,154 @@
+# Shared code of run_evaluation_{synapse,acdc,brats}.sh -- sourced, not run.
+#
+# The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate --dataset` key),
+# EVAL_DATASET_ID (default nnU-Net id) and EVAL_TITLE, then calls `sss_eval_main "$@"`.
+# Steps: nnUNetv2_predict on $nnUNet_raw/DatasetNNN_*/imagesTs, `sss-nnunet evaluate`
+# against labelsTs, print table.md.
+set -euo pipefail
+
+sss_usage() {
+    cat <<EOF
+Usage: $(basename "$0") [options] [-- extra nnUNetv2_predict arguments]
+
+Predict the ${EVAL_TITLE} test set (\$nnUNet_raw/DatasetNNN_*/imagesTs) with the stock
+nnUNetv2_predict, evaluate it against labelsTs with 'sss-nnunet evaluate', print the table.
+
+Options:
+  --trainer NAME    trainer class (default: SSSTrainer)
+  --fold F          fold whose checkpoint predicts (default: 0)
+  --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
+  --config NAME     nnU-Net configuration (default: 3d_fullres)
+  --plans NAME      plans identifier (default: SSSPlans)
+  --protocol P      paper | strict (default: paper; see 'sss-nnunet evaluate -h')
+  -d, --dataset ID  nnU-Net dataset id (default: ${EVAL_DATASET_ID})
+  --checkpoint F    checkpoint file name (default: checkpoint_final.pth)
+  --device D        nnUNetv2_predict -device (cuda, cpu, mps; default: nnU-Net's)
+  --output DIR      prediction folder (default: \$nnUNet_results/<dataset>/
+                    <trainer>__<plans>__<config>/predictions_imagesTs_<fold_F|ensemble>)
+  --workers N       evaluation processes (default: sss-nnunet's)
+  --dry-run         print the commands instead of running them
+  -h, --help        show this help
+
+Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set, and, for our
+trainers, nnUNet_extTrainer (see README).
+EOF
+}
+
+sss_die() {
+    echo "$(basename "$0"): error: $*" >&2
+    exit 2
+}
+
+# Print (dry run) or run a command.
+sss_run() {
+    if [[ "$DRY_RUN" == 1 ]]; then
+        printf '%q ' "$@" | sed 's/ $//'
+        echo
+    else
+        "$@"
+    fi
+}
+
+sss_check_env() {
+    local var missing=()
+    for var in nnUNet_raw nnUNet_preprocessed nnUNet_results; do
+        [[ -n "${!var:-}" ]] || missing+=("$var")
+    done
+    if ((${#missing[@]})); then
+        sss_die "${missing[*]} not set. nnU-Net needs all three folders, e.g.
+  export nnUNet_raw=/data/nnUNet_raw nnUNet_preprocessed=/data/nnUNet_preprocessed nnUNet_results=/data/nnUNet_results"
+    fi
+    [[ -d "$nnUNet_raw" ]] || sss_die "nnUNet_raw=$nnUNet_raw is not a folder"
+}
+
+# Sets DATASET_FOLDER from $nnUNet_raw/DatasetNNN_* (exactly one match).
+sss_find_dataset() {
+    local id matches
+    id=$(printf '%03d' "$((10#$DATASET_ID))")
+    shopt -s nullglob
+    matches=("$nnUNet_raw"/Dataset"${id}"_*/)
+    shopt -u nullglob
+    if ((${#matches[@]} == 0)); then
+        sss_die "no Dataset${id}_* folder in nnUNet_raw ($nnUNet_raw); convert it first: sss-nnunet convert ${EVAL_DATASET} ..."
+    elif ((${#matches[@]} > 1)); then
+        sss_die "several Dataset${id}_* folders in $nnUNet_raw: ${matches[*]}"
+    fi
+    DATASET_FOLDER=$(basename "${matches[0]}")
+    local sub
+    for sub in imagesTs labelsTs; do
+        [[ -d "$nnUNet_raw/$DATASET_FOLDER/$sub" ]] ||
+            sss_die "$nnUNet_raw/$DATASET_FOLDER/$sub not found: the converter puts the paper test cases there"
+    done
+}
+
+sss_check_model() {
+    local model="$nnUNet_results/$DATASET_FOLDER/${TRAINER}__${PLANS}__${CONFIG}" f
+    for f in "${FOLDS[@]}"; do
+        if [[ ! -f "$model/fold_$f/$CHECKPOINT" ]]; then
+            local msg="no trained model: $model/fold_$f/$CHECKPOINT not found (train it with nnUNetv2_train)"
+            if [[ "$DRY_RUN" == 1 ]]; then echo "# warning: $msg" >&2; else sss_die "$msg"; fi
+        fi
+    done
+    if [[ "$TRAINER" != nnUNetTrainer* && -z "${nnUNet_extTrainer:-}" ]]; then
+        echo "# warning: nnUNet_extTrainer is not set: nnUNetv2_predict only finds built-in trainers" >&2
+    fi
+}
+
+sss_eval_main() {
+    TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=3d_fullres PLANS=SSSPlans PROTOCOL=paper
+    DATASET_ID=$EVAL_DATASET_ID CHECKPOINT=checkpoint_final.pth DEVICE="" OUTPUT="" WORKERS="" DRY_RUN=0
+    local extra=()
+    while (($#)); do
+        case "$1" in
+            -h | --help) sss_usage; exit 0 ;;
+            --trainer) TRAINER=${2:?--trainer needs a value}; shift 2 ;;
+            --fold) FOLD=${2:?--fold needs a value}; shift 2 ;;
+            --ensemble) ENSEMBLE=1; shift ;;
+            --config) CONFIG=${2:?--config needs a value}; shift 2 ;;
+            --plans) PLANS=${2:?--plans needs a value}; shift 2 ;;
+            --protocol) PROTOCOL=${2:?--protocol needs a value}; shift 2 ;;
+            -d | --dataset) DATASET_ID=${2:?--dataset needs a value}; shift 2 ;;
+            --checkpoint) CHECKPOINT=${2:?--checkpoint needs a value}; shift 2 ;;
+            --device) DEVICE=${2:?--device needs a value}; shift 2 ;;
+            --output) OUTPUT=${2:?--output needs a value}; shift 2 ;;
+            --workers) WORKERS=${2:?--workers needs a value}; shift 2 ;;
+            --dry-run) DRY_RUN=1; shift ;;
+            --) shift; extra=("$@"); break ;;
+            *) sss_usage >&2; sss_die "unknown argument: $1" ;;
+        esac
+    done
+    [[ "$PROTOCOL" == paper || "$PROTOCOL" == strict ]] || sss_die "--protocol must be paper or strict"
+    [[ "$DATASET_ID" =~ ^[0-9]{1,3}$ ]] || sss_die "--dataset must be a numeric nnU-Net id, got '$DATASET_ID'"
+    [[ "$FOLD" =~ ^[0-9]+$ || "$FOLD" == all ]] || sss_die "--fold must be a number or 'all', got '$FOLD'"
+    local label
+    if [[ "$ENSEMBLE" == 1 ]]; then
+        FOLDS=(0 1 2 3 4) label=ensemble
+    else
+        FOLDS=("$FOLD") label="fold_$FOLD"
+    fi
+
+    sss_check_env
+    sss_find_dataset
+    sss_check_model
+    if [[ "$DRY_RUN" != 1 ]]; then
+        command -v nnUNetv2_predict >/dev/null || sss_die "nnUNetv2_predict not on PATH (activate the venv)"
+        command -v sss-nnunet >/dev/null || sss_die "sss-nnunet not on PATH (activate the venv)"
+    fi
+
+    local raw="$nnUNet_raw/$DATASET_FOLDER"
+    local out=${OUTPUT:-"$nnUNet_results/$DATASET_FOLDER/${TRAINER}__${PLANS}__${CONFIG}/predictions_imagesTs_${label}"}
+    local predict=(nnUNetv2_predict -i "$raw/imagesTs" -o "$out" -d "$DATASET_ID" -c "$CONFIG"
+        -tr "$TRAINER" -p "$PLANS" -f "${FOLDS[@]}" -chk "$CHECKPOINT")
+    if [[ -n "$DEVICE" ]]; then predict+=(-device "$DEVICE"); fi
+    predict+=("${extra[@]}")
+    local evaluate=(sss-nnunet evaluate --pred "$out" --gt "$raw/labelsTs" --dataset "$EVAL_DATASET"
+        --protocol "$PROTOCOL" --method-name "$TRAINER $label" --overwrite --quiet)
+    if [[ -n "$WORKERS" ]]; then evaluate+=(--workers "$WORKERS"); fi
+
+    if [[ "$DRY_RUN" == 1 ]]; then
+        echo "# dry run: $EVAL_TITLE, $DATASET_FOLDER, $TRAINER $label, protocol $PROTOCOL"
+    fi
+    sss_run "${predict[@]}"
+    sss_run "${evaluate[@]}"
+    sss_run cat "$out/evaluation_$PROTOCOL/table.md"
+}

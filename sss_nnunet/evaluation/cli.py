@@ -1,0 +1,85 @@
+"""``sss-nnunet evaluate``: Dice / HD95 of a prediction folder against ground truth, paper tables.
+
+Validates everything first (dataset, case pairing, geometry, label values), then
+writes ``metrics.csv``, ``summary.json``, ``table.md``, ``table.tex`` and
+``dice.png`` into the output folder in one atomic step: on any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from sss_nnunet.errors import SSSError
+from sss_nnunet.evaluation.cases import check_geometry, pair_cases
+from sss_nnunet.evaluation.evaluate import evaluate_pairs, metrics_csv, summarize
+from sss_nnunet.evaluation.plots import dice_boxplot
+from sss_nnunet.evaluation.protocols import PROTOCOLS
+from sss_nnunet.evaluation.published import published_table
+from sss_nnunet.evaluation.tables import build_table, to_latex, to_markdown
+from sss_nnunet.evaluation.tasks import resolve_task
+from sss_nnunet.io import atomic_directory, atomic_output, atomic_write_json, atomic_write_text
+
+OUTPUT_FILES = ("metrics.csv", "summary.json", "table.md", "table.tex", "dice.png")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps")
+    parser.add_argument(
+        "--gt", required=True, type=Path, help="folder of ground-truth label maps (same file names)"
+    )
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="synapse, btcv, acdc, brats, brats2021, or an nnU-Net dataset "
+        "(801, Dataset801, Dataset801_Synapse8: labels from $nnUNet_raw/.../dataset.json)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="paper",
+        help="paper: UNETR++/nnFormer (HD95 in voxels, 0 if either mask is empty); "
+        "strict: HD95 in mm, missed/spurious classes penalised and counted (default: paper)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: PRED/evaluation_PROTOCOL)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="processes, one case each at a time (default: CPU count, at most 8)",
+    )
+    parser.add_argument("--method-name", default="Ours", help="name of our row in the table (default: Ours)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, do not print the table")
+
+
+def run(args: argparse.Namespace) -> int:
+    protocol = PROTOCOLS[args.protocol]
+    task = resolve_task(args.dataset)
+    out = args.out if args.out is not None else args.pred / f"evaluation_{protocol.name}"
+    if out.exists() and not args.overwrite:
+        raise SSSError(f"{out} already exists (use --overwrite to replace it)")
+    if args.workers < 1:
+        raise SSSError(f"--workers must be at least 1, got {args.workers}")
+    pairs = pair_cases(args.pred, args.gt, task.file_ending)
+    check_geometry(pairs)
+
+    results = evaluate_pairs(pairs, task, protocol, workers=args.workers, progress=not args.quiet)
+    summary = summarize(results, task, protocol)
+    table = build_table(summary, task, published_table(task.kind), method=args.method_name)
+    markdown = to_markdown(table, task, summary)
+
+    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+        atomic_write_text(tmp / "metrics.csv", metrics_csv(results))
+        atomic_write_json(tmp / "summary.json", summary)
+        atomic_write_text(tmp / "table.md", markdown)
+        atomic_write_text(tmp / "table.tex", to_latex(table))
+        with atomic_output(tmp / "dice.png") as png:
+            dice_boxplot(summary, task, png)
+    if not args.quiet:
+        print(markdown)
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {out}")
+    return 0
