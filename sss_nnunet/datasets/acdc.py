@@ -42,8 +42,12 @@ OFFICIAL_TEST_SUBSET = "Ts_official"
 
 def read_info_cfg(path: Path) -> dict[str, int]:
     """The ED and ES frame numbers (1-based) of an ACDC ``Info.cfg``."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise SSSError(f"{path}: cannot read ({e.strerror})") from None
     fields: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         key, sep, value = line.partition(":")

@@ -96,6 +96,8 @@ def brats(raw: Path) -> Conversion:
     try:
         return brats_msd(raw)
     except SSSError as msd_error:
+        if not Path(raw).expanduser().is_dir():
+            raise
         if brats2021_root(raw) is not None:
             return brats2021(raw)
         raise SSSError(f"{msd_error}, nor the BraTS 2021 layout (folders BraTS2021_XXXXX)") from None

@@ -138,22 +138,7 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     _check_id_free(spec, raw_base, pre_base)
     if target.exists() and not overwrite:
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
-    ids = [c.identifier for c in conv.cases]
-    assert len(ids) == len(set(ids)), "duplicate case identifiers"
-
-    missing = list(conv.missing)
-    present = []
-    for case in conv.cases:
-        absent = case.first_missing_file()
-        if absent is None:
-            present.append(case)
-        else:
-            missing.append((case.identifier, absent))
-    if missing and not allow_missing:
-        listed = "; ".join(f"{p} not found (case {n})" for n, p in missing[:MAX_LISTED])
-        more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
-        raise SSSError(f"{listed}{more}. Use --allow-missing to convert only the cases present")
-
+    present, missing = _present_cases(conv, allow_missing)
     training = sorted(c.identifier for c in present if c.subset == "Tr")
     if not training:
         raise SSSError(f"no training cases of {spec.folder_name} found")
@@ -164,8 +149,8 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
 
     counts = {s: sum(c.subset == s for c in present) for s in {"Tr", "Ts"} | {c.subset for c in present}}
     notes = list(conv.notes)
-    if overwrite and any(p.name != "splits_final.json" for p in split_file.parent.glob("*")):
-        notes.append(f"{split_file.parent} holds preprocessed data of the replaced dataset: re-run "
+    if any(p.name != "splits_final.json" for p in split_file.parent.glob("*")):
+        notes.append(f"{split_file.parent} holds preprocessed data of an earlier conversion: re-run "
                      f"nnUNetv2_plan_and_preprocess -d {spec.dataset_id} --clean")
     try:
         with atomic_directory(target, overwrite=overwrite) as tmp:
@@ -183,6 +168,25 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     except FileExistsError as e:  # created by someone else meanwhile
         raise SSSError(str(e)) from None
     return Report(target, split_file, counts, splits, missing, notes)
+
+
+def _present_cases(conv: Conversion, allow_missing: bool) -> tuple[list[Case], list[tuple[str, Path]]]:
+    """The cases whose files all exist, and the missing ones (an error unless ``allow_missing``)."""
+    ids = [c.identifier for c in conv.cases]
+    assert len(ids) == len(set(ids)), "duplicate case identifiers"
+    missing = list(conv.missing)
+    present = []
+    for case in conv.cases:
+        absent = case.first_missing_file()
+        if absent is None:
+            present.append(case)
+        else:
+            missing.append((case.identifier, absent))
+    if missing and not allow_missing:
+        listed = "; ".join(f"{p} not found (case {n})" for n, p in missing[:MAX_LISTED])
+        more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+        raise SSSError(f"{listed}{more}. Use --allow-missing to convert only the cases present")
+    return present, missing
 
 
 def _convert_all(cases: list[Case], out_dir: Path, label_map: LabelMap, workers: int, name: str) -> None:

@@ -1,0 +1,142 @@
+"""training_scripts/run_training_{synapse,acdc,brats}.sh: dry runs print the stock nnU-Net commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sss_nnunet.datasets.specs import SPECS
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
+CASES = [  # script, variant flag, dataset key
+    ("run_training_synapse.sh", None, "synapse"),
+    ("run_training_synapse.sh", "--btcv13", "btcv"),
+    ("run_training_acdc.sh", None, "acdc"),
+    ("run_training_brats.sh", None, "brats"),
+    ("run_training_brats.sh", "--brats2021", "brats2021"),
+]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[var] = str(tmp_path / var)
+    env["nnUNet_extTrainer"] = str(tmp_path / "ext")
+    return env
+
+
+def run(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("script", "flag", "key"), CASES)
+def test_dry_run_prints_convert_plan_train(script, flag, key, env):
+    spec = SPECS[key]
+    args = ["--dry-run", "--raw", "/data/raw download"] + ([flag] if flag else [])
+    result = run(script, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"sss-nnunet convert {key} --raw /data/raw\\ download --id {spec.dataset_id}",
+        f"nnUNetv2_plan_and_preprocess -d {spec.dataset_id} -c 3d_fullres --verify_dataset_integrity --clean",
+        f"nnUNetv2_train {spec.dataset_id} 3d_fullres 0 -tr SSSTrainer",
+    ]
+    assert not (Path(env["nnUNet_raw"])).exists()  # a dry run runs nothing
+
+
+def test_all_folds_options_and_passthrough(env):
+    result = run("run_training_acdc.sh", "all", "--dry-run", "--raw", "/r", "--trainer", "nnUNetTrainer",
+                 "--config", "2d", "--id", "42", "--np", "3", "--", "-device", "cpu", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "sss-nnunet convert acdc --raw /r --id 42 --workers 3",
+        "nnUNetv2_plan_and_preprocess -d 42 -c 2d --verify_dataset_integrity --clean -np 3 -npfp 3",
+    ] + [f"nnUNetv2_train 42 2d {f} -tr nnUNetTrainer -device cpu" for f in range(5)]
+
+
+def test_existing_dataset_is_not_converted_or_replanned(env):
+    folder = SPECS["synapse"].folder_name
+    raw = Path(env["nnUNet_raw"]) / folder
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text("{}")
+    result = run("run_training_synapse.sh", "2", "--dry-run", env=env)  # no --raw needed
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        "nnUNetv2_plan_and_preprocess", "nnUNetv2_train"]
+    assert "not converting" in result.stderr
+
+    pre = Path(env["nnUNet_preprocessed"]) / folder
+    (pre / "nnUNetPlans_3d_fullres").mkdir(parents=True)
+    (pre / "nnUNetPlans.json").write_text("{}")
+    later = time.time() + 5
+    os.utime(pre / "nnUNetPlans.json", (later, later))
+    result = run("run_training_synapse.sh", "2", "--dry-run", env=env)
+    assert result.stdout.splitlines() == ["nnUNetv2_train 801 3d_fullres 2 -tr SSSTrainer"]
+
+
+def test_missing_environment_variables(env):
+    del env["nnUNet_raw"], env["nnUNet_results"]
+    result = run("run_training_brats.sh", "--dry-run", "--raw", "/r", env=env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "nnUNet_raw nnUNet_results not set" in result.stderr
+    assert "export nnUNet_preprocessed=" in result.stderr
+
+
+def test_missing_raw_and_bad_arguments(env):
+    result = run("run_training_acdc.sh", "--dry-run", env=env)
+    assert result.returncode == 2 and "--raw PATH" in result.stderr and "Dataset803_ACDC" in result.stderr
+    for bad in (["five"], ["--bogus"], ["--btcv13"], ["--id", "1000"], ["--raw"]):
+        result = run("run_training_acdc.sh", "--dry-run", "--raw", "/r", *bad, env=env)
+        assert result.returncode == 2, bad
+        assert result.stdout == "", bad
+
+
+def test_help_and_ext_trainer_warning(env):
+    for script in {c[0] for c in CASES}:
+        result = run(script, "-h", env=env)
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}")
+    del env["nnUNet_extTrainer"]
+    result = run("run_training_synapse.sh", "--dry-run", "--raw", "/r", env=env)
+    assert result.returncode == 0 and "nnUNet_extTrainer" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
+    """The script for real with the stock nnUNetv2_plan_and_preprocess; nnUNetv2_train is a stub.
+
+    Checks that planning keeps the converter's splits_final.json and never sees a test case.
+    """
+    import json
+    import sys
+
+    from sss_nnunet.datasets.specs import paper_splits
+    from sss_nnunet.datasets.splits import cross_validation
+
+    stub_bin, log = tmp_path / "stub_bin", tmp_path / "train_calls.txt"
+    stub_bin.mkdir()
+    (stub_bin / "nnUNetv2_train").write_text(f'#!/bin/sh\necho "$@" >> "{log}"\n')
+    (stub_bin / "nnUNetv2_train").chmod(0o755)
+    env["PATH"] = os.pathsep.join([str(stub_bin), str(Path(sys.executable).parent), env["PATH"]])
+    env["nnUNet_def_n_proc"] = "1"
+    raw = raw_tree("synapse")
+
+    result = run("run_training_synapse.sh", "--raw", str(raw), "--np", "1", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log.read_text().splitlines() == ["801 3d_fullres 0 -tr SSSTrainer"]
+    train = sorted(paper_splits()["synapse"]["train_18"])
+    pre = Path(env["nnUNet_preprocessed"]) / "Dataset801_Synapse8"
+    assert json.loads((pre / "splits_final.json").read_text()) == cross_validation(train)
+    assert sorted(p.stem for p in (pre / "nnUNetPlans_3d_fullres").glob("*.pkl")) == train
+    assert sorted(p.name.removesuffix(".nii.gz") for p in (pre / "gt_segmentations").iterdir()) == train
+
+    again = run("run_training_synapse.sh", "1", "--np", "1", env=env)  # converted and planned: train only
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "not converting" in again.stderr and "not planning" in again.stderr
+    assert log.read_text().splitlines()[-1] == "801 3d_fullres 1 -tr SSSTrainer"

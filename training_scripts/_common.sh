@@ -1,0 +1,174 @@
+# Shared code of run_training_{synapse,acdc,brats}.sh. Sourced, not run.
+#
+# A script declares its dataset with `sss_dataset KEY ID NAME DESCRIPTION`, optionally a
+# second one behind a flag with `sss_variant FLAG KEY ID NAME DESCRIPTION`, then calls
+# `sss_main "$@"`, which runs, with the stock nnU-Net v2 command line:
+#   1. sss-nnunet convert KEY --raw PATH --id ID    (only if $nnUNet_raw/DatasetID_NAME is missing)
+#   2. nnUNetv2_plan_and_preprocess -d ID -c CONFIG --verify_dataset_integrity --clean
+#                                                   (only if the plans or the preprocessed data are
+#                                                    missing or older than the raw dataset.json)
+#   3. nnUNetv2_train ID CONFIG FOLD -tr TRAINER     (once per fold; FOLD `all` = folds 0..4)
+# The converter writes splits_final.json into $nnUNet_preprocessed/DatasetID_NAME before
+# planning; nnUNetv2_plan_and_preprocess (2.8) leaves it in place and nnUNetv2_train uses it.
+
+SSS_SCRIPT=$(basename "$0")
+SSS_VARIANT_FLAG=""
+
+sss_dataset() { SSS_KEY=$1 SSS_ID=$2 SSS_NAME=$3 SSS_DESCRIPTION=$4; }
+sss_variant() {
+    SSS_VARIANT_FLAG=$1
+    SSS_VARIANT=("${@:2}")
+}
+
+sss_die() { echo "$SSS_SCRIPT: error: $*" >&2; exit 2; }
+sss_note() { echo "$SSS_SCRIPT: $*" >&2; }
+
+sss_usage() {
+    local variant=""
+    [[ -n $SSS_VARIANT_FLAG ]] && variant="
+  $(printf '%-16s' "$SSS_VARIANT_FLAG")${SSS_VARIANT[3]} (Dataset$(printf %03d "${SSS_VARIANT[1]}")_${SSS_VARIANT[2]})"
+    cat <<EOF
+usage: $SSS_SCRIPT [FOLD] [--raw PATH] [--trainer NAME] [--config NAME] [--id N] [--np N]${SSS_VARIANT_FLAG:+ [$SSS_VARIANT_FLAG]} [--dry-run] [-- TRAIN_ARGS...]
+
+$SSS_DESCRIPTION (Dataset$(printf %03d "$SSS_ID")_$SSS_NAME):
+convert the raw download (if not converted yet), plan and preprocess with nnU-Net
+(if not done yet), then train with the stock nnUNetv2_train.
+
+  FOLD            fold to train, 0-4 (default 0; fold 0 is the paper's train/val split),
+                  or 'all' to train folds 0..4 one after another
+  --raw PATH      the raw download; needed only when the dataset is not converted yet
+  --trainer NAME  nnU-Net trainer class (default SSSTrainer)
+  --config NAME   nnU-Net configuration (default 3d_fullres)
+  --id N          nnU-Net dataset id (default $SSS_ID)
+  --np N          processes for conversion and preprocessing (default: the tools' own)$variant
+  --dry-run       print the commands instead of running them
+  -h, --help      show this help
+  -- ARGS         passed on to nnUNetv2_train (e.g. -- -device cpu --npz)
+
+Needs the environment variables nnUNet_raw, nnUNet_preprocessed, nnUNet_results, and
+nnUNet_extTrainer pointing at the sss_nnunet trainers for trainers outside nnU-Net.
+EOF
+}
+
+# Print (dry run) or run one command.
+sss_run() {
+    if ((SSS_DRY_RUN)); then
+        local quoted
+        printf -v quoted '%q ' "$@"
+        echo "${quoted% }"
+    else
+        echo "+ $*" >&2
+        "$@"
+    fi
+}
+
+sss_check_env() {
+    local var missing=()
+    for var in nnUNet_raw nnUNet_preprocessed nnUNet_results; do
+        [[ -n ${!var:-} ]] || missing+=("$var")
+    done
+    if ((${#missing[@]})); then
+        {
+            echo "$SSS_SCRIPT: error: environment variable(s) ${missing[*]} not set."
+            echo "nnU-Net keeps raw data, preprocessed data and trained models in three folders, e.g."
+            echo "  export nnUNet_raw=/data/nnUNet_raw"
+            echo "  export nnUNet_preprocessed=/data/nnUNet_preprocessed"
+            echo "  export nnUNet_results=/data/nnUNet_results"
+            echo "(see nnU-Net's documentation/setting_up_paths.md)"
+        } >&2
+        exit 2
+    fi
+}
+
+sss_main() {
+    local fold=0 raw="" trainer=SSSTrainer config=3d_fullres id="" np="" variant=0
+    local -a train_args=()
+    SSS_DRY_RUN=0
+    while (($#)); do
+        case $1 in
+            -h|--help) sss_usage; exit 0 ;;
+            --raw|--trainer|--config|--id|--np)
+                (($# >= 2)) || sss_die "$1 needs a value"
+                case $1 in
+                    --raw) raw=$2 ;; --trainer) trainer=$2 ;; --config) config=$2 ;;
+                    --id) id=$2 ;; --np) np=$2 ;;
+                esac
+                shift 2 ;;
+            --dry-run) SSS_DRY_RUN=1; shift ;;
+            --) shift; train_args=("$@"); break ;;
+            -*)
+                if [[ -n $SSS_VARIANT_FLAG && $1 == "$SSS_VARIANT_FLAG" ]]; then
+                    variant=1; shift
+                else
+                    sss_die "unknown option $1 (see --help)"
+                fi ;;
+            *) fold=$1; shift ;;
+        esac
+    done
+    if ((variant)); then
+        SSS_KEY=${SSS_VARIANT[0]} SSS_ID=${SSS_VARIANT[1]} SSS_NAME=${SSS_VARIANT[2]}
+    fi
+    id=${id:-$SSS_ID}
+    [[ $id =~ ^[0-9]+$ ]] && ((10#$id >= 1 && 10#$id <= 999)) || sss_die "--id must be 1..999, got '$id'"
+    id=$((10#$id))
+    [[ -z $np || $np =~ ^[1-9][0-9]*$ ]] || sss_die "--np must be a positive number, got '$np'"
+    local -a folds
+    if [[ $fold == all ]]; then
+        folds=(0 1 2 3 4)
+    elif [[ $fold =~ ^[0-9]+$ ]]; then
+        folds=("$fold")
+    else
+        sss_die "FOLD must be a number (0-4) or 'all', got '$fold'"
+    fi
+
+    sss_check_env
+    if ((!SSS_DRY_RUN)); then
+        local cmd
+        for cmd in sss-nnunet nnUNetv2_plan_and_preprocess nnUNetv2_train; do
+            command -v "$cmd" >/dev/null ||
+                sss_die "$cmd not found on PATH: activate the environment sss_nnunet is installed in"
+        done
+    fi
+    if [[ $trainer != nnUNetTrainer* && -z ${nnUNet_extTrainer:-} ]]; then
+        sss_note "warning: nnUNet_extTrainer is not set, so nnUNetv2_train will only find nnU-Net's own" \
+                 "trainers, not $trainer (point it at the sss_nnunet trainer directory, see README)"
+    fi
+
+    local folder raw_dataset preprocessed
+    folder=Dataset$(printf %03d "$id")_$SSS_NAME
+    raw_dataset=$nnUNet_raw/$folder
+    preprocessed=$nnUNet_preprocessed/$folder
+
+    # 1. convert
+    local converted=0
+    if [[ -d $raw_dataset ]]; then
+        sss_note "$raw_dataset exists, not converting"
+    else
+        [[ -n $raw ]] || sss_die "$raw_dataset does not exist yet: give the raw download with --raw PATH"
+        sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" --id "$id" ${np:+--workers "$np"}
+        converted=1
+        if ((!SSS_DRY_RUN)) && [[ ! -d $raw_dataset ]]; then
+            sss_die "the conversion did not produce $raw_dataset: is --raw the right download?"
+        fi
+    fi
+
+    # 2. plan and preprocess
+    local -a configs=("$config")
+    [[ $config == 3d_cascade_fullres ]] && configs=(3d_fullres 3d_lowres)
+    local plans=$preprocessed/nnUNetPlans.json need_plan=$converted c
+    [[ -f $plans && $plans -nt $raw_dataset/dataset.json ]] || need_plan=1
+    for c in "${configs[@]}"; do
+        [[ -d $preprocessed/nnUNetPlans_$c ]] || need_plan=1
+    done
+    if ((need_plan)); then
+        sss_run nnUNetv2_plan_and_preprocess -d "$id" -c "${configs[@]}" --verify_dataset_integrity --clean \
+            ${np:+-np "$np"} ${np:+-npfp "$np"}
+    else
+        sss_note "$preprocessed is planned and preprocessed for ${configs[*]}, not planning"
+    fi
+
+    # 3. train
+    for fold in "${folds[@]}"; do
+        sss_run nnUNetv2_train "$id" "$config" "$fold" -tr "$trainer" "${train_args[@]}"
+    done
+}
