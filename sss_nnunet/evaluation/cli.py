@@ -12,14 +12,9 @@ import os
 from pathlib import Path
 
 from sss_nnunet.errors import SSSError
-from sss_nnunet.evaluation.cases import check_geometry, pair_cases
-from sss_nnunet.evaluation.evaluate import evaluate_pairs, metrics_csv, summarize
-from sss_nnunet.evaluation.plots import dice_boxplot
-from sss_nnunet.evaluation.protocols import PROTOCOLS
-from sss_nnunet.evaluation.published import published_table
-from sss_nnunet.evaluation.tables import build_table, to_latex, to_markdown
-from sss_nnunet.evaluation.tasks import resolve_task
 from sss_nnunet.io import atomic_directory, atomic_output, atomic_write_json, atomic_write_text
+
+PROTOCOL_NAMES = ("paper", "strict")  # sss_nnunet.evaluation.protocols.PROTOCOLS (kept light for --help)
 
 OUTPUT_FILES = ("metrics.csv", "summary.json", "table.md", "table.tex", "dice.png")
 
@@ -37,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--protocol",
-        choices=sorted(PROTOCOLS),
+        choices=PROTOCOL_NAMES,
         default="paper",
         help="paper: UNETR++/nnFormer (HD95 in voxels, 0 if either mask is empty); "
         "strict: HD95 in mm, missed/spurious classes penalised and counted (default: paper)",
@@ -57,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SciPy, SimpleITK and matplotlib load here, not for --help.
+    from sss_nnunet.evaluation.cases import check_geometry, pair_cases
+    from sss_nnunet.evaluation.evaluate import evaluate_pairs, metrics_csv, summarize
+    from sss_nnunet.evaluation.plots import dice_boxplot
+    from sss_nnunet.evaluation.protocols import PROTOCOLS
+    from sss_nnunet.evaluation.published import published_table
+    from sss_nnunet.evaluation.tables import build_table, to_latex, to_markdown
+    from sss_nnunet.evaluation.tasks import resolve_task
+
     protocol = PROTOCOLS[args.protocol]
     task = resolve_task(args.dataset)
     out = args.out if args.out is not None else args.pred / f"evaluation_{protocol.name}"

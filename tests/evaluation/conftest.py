@@ -1,9 +1,14 @@
-"""Helpers for the evaluation tests: write small label maps as nnU-Net-style folders."""
+"""Fixtures of the evaluation tests: small label maps written as nnU-Net-style files.
+
+Helpers are handed out as fixtures (``helpers``) so that the tests work with any
+pytest import mode.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,6 +42,12 @@ def perturb(rng: np.random.Generator, labels: np.ndarray, n_labels: int, p: floa
     flip = rng.random(labels.shape) < p
     out[flip] = rng.integers(0, n_labels + 1, int(flip.sum()))
     return out
+
+
+@pytest.fixture
+def helpers() -> SimpleNamespace:
+    """``write_label_map``, ``random_blobs``, ``perturb``."""
+    return SimpleNamespace(write_label_map=write_label_map, random_blobs=random_blobs, perturb=perturb)
 
 
 @pytest.fixture

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_label_map
 from medpy.metric import binary
 
 from sss_nnunet.cli import main
+from sss_nnunet.datasets.specs import SPECS
+from sss_nnunet.datasets.writer import dataset_json
 from sss_nnunet.evaluation.cli import OUTPUT_FILES
+from sss_nnunet.evaluation.tasks import resolve_task
+from sss_nnunet.io import atomic_write_json
 
 
 def evaluate(*args: str | Path) -> int:
@@ -62,14 +65,14 @@ def test_synapse_paper_outputs(make_folders, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_strict_protocol_counts_a_missed_organ(make_folders, tmp_path, capsys):
+def test_strict_protocol_counts_a_missed_organ(make_folders, helpers, tmp_path, capsys):
     pred, gt, arrays = make_folders(n_cases=2, n_labels=8, spacing=(2.0, 0.5, 0.75))
     case = "case_001"
     p, g = arrays[case]
     p = p.copy()
     p[p == 4] = 0
     assert (g == 4).any()
-    write_label_map(pred / f"{case}.nii.gz", p, (2.0, 0.5, 0.75))
+    helpers.write_label_map(pred / f"{case}.nii.gz", p, (2.0, 0.5, 0.75))
     out = tmp_path / "strict"
     assert (
         evaluate(
@@ -187,6 +190,18 @@ def test_region_dataset_json_is_recognised_as_brats(make_folders, tmp_path, monk
     assert code == 2 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("key", sorted(SPECS))
+def test_converter_dataset_json_is_recognised(key, tmp_path, monkeypatch):
+    """dataset.json as ``sss-nnunet convert`` writes it resolves to the same classes as ``--dataset KEY``."""
+    spec = SPECS[key]
+    folder = tmp_path / "raw" / spec.folder_name
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / "dataset.json", dataset_json(spec, 1, 1, "test"))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    for name in (str(spec.dataset_id), spec.folder_name):
+        assert resolve_task(name) == resolve_task(key)
+
+
 def test_dataset_errors(make_folders, tmp_path, monkeypatch, capsys):
     pred, gt, _ = make_folders(n_cases=1, n_labels=2)
     monkeypatch.delenv("nnUNet_raw", raising=False)
@@ -212,13 +227,13 @@ def test_missing_and_extra_cases_refused(make_folders, capsys):
     assert not any(p.name.startswith(".evaluation") for p in pred.iterdir())
 
 
-def test_geometry_mismatch_refused(make_folders, capsys):
+def test_geometry_mismatch_refused(make_folders, helpers, capsys):
     pred, gt, arrays = make_folders(n_cases=3, n_labels=2, spacing=(2.0, 1.0, 1.0))
     p0, _ = arrays["case_000"]
-    write_label_map(pred / "case_000.nii.gz", p0, (2.0, 1.0, 1.1))  # spacing
-    write_label_map(pred / "case_001.nii.gz", np.zeros((12, 24, 23)), (2.0, 1.0, 1.0))  # shape
+    helpers.write_label_map(pred / "case_000.nii.gz", p0, (2.0, 1.0, 1.1))  # spacing
+    helpers.write_label_map(pred / "case_001.nii.gz", np.zeros((12, 24, 23)), (2.0, 1.0, 1.0))  # shape
     p2, _ = arrays["case_002"]
-    write_label_map(pred / "case_002.nii.gz", p2, (2.0, 1.0, 1.0), origin=(5.0, 0.0, 0.0))  # origin
+    helpers.write_label_map(pred / "case_002.nii.gz", p2, (2.0, 1.0, 1.0), origin=(5.0, 0.0, 0.0))  # origin
     assert evaluate("--pred", pred, "--gt", gt, "--dataset", "synapse") == 2
     err = capsys.readouterr().err
     assert "geometry mismatch in 3 case(s)" in err
@@ -228,11 +243,11 @@ def test_geometry_mismatch_refused(make_folders, capsys):
     assert not (pred / "evaluation_paper").exists()
 
 
-def test_unknown_label_value_refused(make_folders, capsys):
+def test_unknown_label_value_refused(make_folders, helpers, capsys):
     pred, gt, arrays = make_folders(n_cases=2, n_labels=3)
     g = arrays["case_001"][1].copy()
     g[0, 0, 0] = 9
-    write_label_map(gt / "case_001.nii.gz", g, (2.5, 0.8, 0.8))
+    helpers.write_label_map(gt / "case_001.nii.gz", g, (2.5, 0.8, 0.8))
     assert evaluate("--pred", pred, "--gt", gt, "--dataset", "acdc", "--workers", "1") == 2
     assert "case_001 ground truth: label values [9] are not labels of this dataset" in capsys.readouterr().err
     assert not (pred / "evaluation_paper").exists()

@@ -160,22 +160,27 @@ def test_protocol_empty_rules(protocol):
     assert ok.status == "ok" and ok.hd95 == pytest.approx(ref, abs=TOL)
 
 
+def test_cli_protocol_names_match():
+    from sss_nnunet.evaluation.cli import PROTOCOL_NAMES
+    from sss_nnunet.evaluation.protocols import PROTOCOLS
+
+    assert sorted(PROTOCOL_NAMES) == sorted(PROTOCOLS)
+
+
 def test_image_diagonal():
     assert image_diagonal_mm((155, 240, 240), (1, 1, 1)) == pytest.approx(373.128664, abs=1e-6)
 
 
 @pytest.mark.parametrize("spec", [SYNAPSE8, ACDC, BRATS_MSD], ids=lambda s: s.key)
 @pytest.mark.parametrize("protocol", [PAPER, STRICT], ids=lambda p: p.name)
-def test_label_maps_against_medpy(spec, protocol):
+def test_label_maps_against_medpy(spec, protocol, helpers):
     """The full per-case path (crop per class, regions) equals medpy on the whole volume."""
-    from conftest import perturb, random_blobs
-
     rng = np.random.default_rng(spec.dataset_id)
     task = task_from_spec(spec)
     n = len(spec.labels)
     shape, spacing = (16, 30, 26), (3.0, 0.9, 0.7)
-    gt = random_blobs(rng, shape, n)
-    pred = perturb(rng, gt, n)
+    gt = helpers.random_blobs(rng, shape, n)
+    pred = helpers.perturb(rng, gt, n)
     pred[pred == n] = 0  # the last label is missed
     rows = score_label_maps(pred, gt, spacing, task, protocol, case="c")
     assert [r.cls for r in rows] == [c.key for c in task.classes]
