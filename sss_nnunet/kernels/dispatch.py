@@ -1,0 +1,161 @@
+"""The public Bi-WKV op: backend choice, a PyTorch custom op, autograd and a FLOP formula.
+
+``bi_wkv(w, u, k, v)`` runs ``torch.ops.sss_nnunet.bi_wkv_fwd`` (and ``bi_wkv_bwd`` in
+backward). As custom ops they are opaque to ``torch.compile``: no graph break, no tracing
+into the scan. Backends:
+
+- ``torch``: O(T) PyTorch scan (default on CPU; float64 inputs always use it);
+- ``triton``: fused chunked kernels (default on CUDA; on the CPU only under TRITON_INTERPRET=1);
+- ``naive``: O(T^2) float64 reference through plain autograd (tests only).
+
+``SSS_BI_WKV_BACKEND`` (naive | torch | triton | auto) forces a backend for every call
+that does not pass one explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+from sss_nnunet.kernels.wkv import torch_scan
+from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
+
+BACKENDS = ("naive", "torch", "triton")
+ENV_BACKEND = "SSS_BI_WKV_BACKEND"
+# FLOPs per (batch, token, channel): two directional scans (~10 each) plus the combine;
+# the backward pass rescans four times.
+FWD_FLOPS_PER_ELEMENT = 32
+BWD_FLOPS_PER_ELEMENT = 128
+
+
+def _triton_module() -> ModuleType:
+    try:
+        from sss_nnunet.kernels.wkv import triton_kernels
+    except ImportError as e:  # pragma: no cover - triton ships with Linux torch wheels
+        raise RuntimeError(f"Bi-WKV backend 'triton' needs the triton package: {e}") from e
+    return triton_kernels
+
+
+def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
+    """Explicit argument, else ``$SSS_BI_WKV_BACKEND``, else triton on CUDA and torch elsewhere."""
+    choice = backend or os.environ.get(ENV_BACKEND, "auto") or "auto"
+    if choice == "auto":
+        return "triton" if x.is_cuda else "torch"
+    if choice not in BACKENDS:
+        raise ValueError(f"unknown Bi-WKV backend {choice!r}; expected one of {BACKENDS} or 'auto'")
+    return choice
+
+
+def _impl(backend: str, *xs: torch.Tensor) -> ModuleType:
+    if backend == "triton" and not any(x.dtype == torch.float64 for x in xs):
+        return _triton_module()
+    return torch_scan
+
+
+def _log_dtype(*xs: torch.Tensor) -> torch.dtype:
+    return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
+
+
+def _is_half(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.float16, torch.bfloat16)
+
+
+@torch.library.custom_op("sss_nnunet::bi_wkv_fwd", mutates_args=())
+def bi_wkv_fwd(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y (B, T, C) in v's dtype; logD (B, T, C) float32 (float64 for float64 inputs), the
+    backend's normalised log-denominator; y_hi: y in float32 if v is half, else empty."""
+    return _impl(backend, w, u, k, v).bi_wkv_forward(w, u, k, v)
+
+
+@bi_wkv_fwd.register_fake
+def _(w, u, k, v, backend):
+    y_hi = v.new_empty(v.shape if _is_half(v) else (0,), dtype=torch.float32)
+    return v.new_empty(v.shape), k.new_empty(k.shape, dtype=_log_dtype(w, u, k, v)), y_hi
+
+
+@torch.library.custom_op("sss_nnunet::bi_wkv_bwd", mutates_args=())
+def bi_wkv_bwd(
+    w: torch.Tensor,
+    u: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    y: torch.Tensor,
+    logD: torch.Tensor,
+    gy: torch.Tensor,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dw, du, dk, dv) in the dtypes of (w, u, k, v)."""
+    return _impl(backend, w, u, k, v).bi_wkv_backward(w, u, k, v, y, logD, gy)
+
+
+@bi_wkv_bwd.register_fake
+def _(w, u, k, v, y, logD, gy, backend):
+    return w.new_empty(w.shape), u.new_empty(u.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    w, u, k, v, backend = inputs
+    y, logD, y_hi = output
+    # half inputs: the backward pass uses the float32 y, not its rounded copy
+    ctx.save_for_backward(w, u, k, v, y_hi if _is_half(v) else y, logD)
+    ctx.backend = backend
+
+
+def _backward(ctx, gy, _glogD, _gy_hi):
+    w, u, k, v, y, logD = ctx.saved_tensors
+    dw, du, dk, dv = bi_wkv_bwd(w, u, k, v, y, logD, gy, ctx.backend)
+    return dw, du, dk, dv, None
+
+
+bi_wkv_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.sss_nnunet.bi_wkv_fwd)
+def _fwd_flops(w_shape, u_shape, k_shape, *args, **kwargs) -> int:
+    B, T, C = k_shape
+    return FWD_FLOPS_PER_ELEMENT * B * T * C
+
+
+@register_flop_formula(torch.ops.sss_nnunet.bi_wkv_bwd)
+def _bwd_flops(w_shape, u_shape, k_shape, *args, **kwargs) -> int:
+    B, T, C = k_shape
+    return BWD_FLOPS_PER_ELEMENT * B * T * C
+
+
+def _check_shapes(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if k.dim() != 3 or k.shape != v.shape:
+        raise ValueError(f"bi_wkv: k and v must both be (B, T, C); got {tuple(k.shape)} and {tuple(v.shape)}")
+    C = k.shape[-1]
+    if w.shape != (C,) or u.shape != (C,):
+        raise ValueError(f"bi_wkv: w and u must be ({C},); got {tuple(w.shape)} and {tuple(u.shape)}")
+    for name, x in (("w", w), ("u", u), ("k", k), ("v", v)):
+        if not x.is_floating_point():
+            raise TypeError(f"bi_wkv: {name} must be a floating-point tensor, got {x.dtype}")
+
+
+def bi_wkv(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """Bidirectional WKV (Vision-RWKV), exact for every T.
+
+    Args:
+        w: (C,) decay per token step, already divided by T (any sign).
+        u: (C,) bonus of the token itself, already divided by T.
+        k, v: (B, T, C) keys and values; float32, float16 or bfloat16 (float32
+            accumulation) or float64; any strides.
+        backend: naive | torch | triton | auto (default: ``$SSS_BI_WKV_BACKEND`` or auto).
+    Returns:
+        y: (B, T, C) in v's dtype, differentiable in w, u, k and v.
+    """
+    _check_shapes(w, u, k, v)
+    if k.numel() == 0:
+        return v * 0
+    backend = resolve_backend(backend, k)
+    if backend == "naive":
+        return bi_wkv_naive(w, u, k, v)
+    return bi_wkv_fwd(w, u, k, v, backend)[0]

@@ -1,0 +1,82 @@
+"""Triton backend under TRITON_INTERPRET=1 (CPU). Run by test_bi_wkv_triton.py in its own
+process: the variable must be set before triton is imported. Not collected on its own."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover - guard for direct runs
+    pytest.skip("needs TRITON_INTERPRET=1 (run through test_bi_wkv_triton.py)", allow_module_level=True)
+
+from sss_nnunet.kernels import ENV_BACKEND, bi_wkv  # noqa: E402
+from sss_nnunet.kernels.wkv import torch_scan, triton_kernels  # noqa: E402
+from tests.kernels.wkv_cases import SHAPES_T, Case, assert_matches, errors, make_inputs, reference  # noqa: E402
+
+# The interpreter runs each program's token loop in Python: keep B small at large T.
+CASES = (
+    [Case(2 if T < 256 else 1, T, 37) for T in SHAPES_T]
+    + [Case(1, 1000, 7, w_max=50.0, k_max=100.0), Case(2, 64, 5, w_max=50.0, k_max=100.0)]
+    + [Case(1, 256, 37, k_max=5.0, dtype=torch.float16), Case(1, 256, 37, k_max=5.0, dtype=torch.bfloat16)]
+)
+
+
+def run(w, u, k, v, gy):
+    xs = [t.detach().clone().requires_grad_() for t in (w, u, k, v)]
+    y = bi_wkv(*xs, backend="triton")
+    y.backward(gy)
+    return y.detach(), [t.grad for t in xs]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_triton_matches_reference(case: Case):
+    w, u, k, v, gy = make_inputs(case)
+    y_ref, g_ref = reference(w, u, k, v, gy)
+    y, grads = run(w, u, k, v, gy)
+    assert y.dtype == v.dtype
+    assert_matches(errors(y, grads, y_ref, g_ref), case)
+
+
+@pytest.mark.parametrize(("T", "chunk", "block_c"), [(17, 4, 4), (33, 8, 16), (9, 16, 2)])
+def test_many_chunks_and_channel_blocks(T: int, chunk: int, block_c: int):
+    """Carries across chunks (incl. a short last chunk) and masked channel blocks."""
+    case = Case(2, T, 5, w_max=3.0, k_max=3.0)
+    w, u, k, v, gy = make_inputs(case)
+    y_ref, g_ref = reference(w, u, k, v, gy)
+    y, logd, _ = triton_kernels.bi_wkv_forward(w, u, k, v, chunk=chunk, block_c=block_c)
+    grads = triton_kernels.bi_wkv_backward(w, u, k, v, y, logd, gy, chunk=chunk, block_c=block_c)
+    assert_matches(errors(y, grads, y_ref, g_ref), case)
+    # the normalised log-denominator is backend-independent
+    _, logd_torch, _ = torch_scan.bi_wkv_forward(w, u, k, v)
+    torch.testing.assert_close(logd, logd_torch, atol=1e-5, rtol=1e-6)
+
+
+def test_non_contiguous_inputs():
+    w, u, k, v, gy = make_inputs(Case(2, 20, 6))
+    y_ref, g_ref = run(w, u, k, v, gy)
+    k_t = k.transpose(0, 1).contiguous().transpose(0, 1)
+    v_s = torch.stack([v, -v], -1)[..., 0]
+    y, grads = run(w, u, k_t, v_s, gy)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(grads, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_environment_variable_selects_triton(monkeypatch):
+    w, u, k, v, _ = make_inputs(Case(1, 10, 3))
+    monkeypatch.setenv(ENV_BACKEND, "triton")
+    calls = []
+    real = triton_kernels.bi_wkv_forward
+    monkeypatch.setattr(triton_kernels, "bi_wkv_forward", lambda *a: calls.append(1) or real(*a))
+    y = bi_wkv(w, u, k, v)
+    assert calls, "SSS_BI_WKV_BACKEND=triton did not reach the Triton kernels"
+    torch.testing.assert_close(y, bi_wkv(w, u, k, v, backend="torch"))
+
+
+def test_gradients_are_deterministic():
+    w, u, k, v, gy = make_inputs(Case(2, 40, 6, w_max=3.0))
+    _, g1 = run(w, u, k, v, gy)
+    _, g2 = run(w, u, k, v, gy)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
