@@ -162,9 +162,6 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
                               dataset_json(spec, counts["Tr"], counts["Ts"], conv.description))
             atomic_write_json(tmp / "splits_final.json", splits)
             atomic_write_json(split_file, splits)
-            # mkdtemp / mkstemp make 0700 / 0600: give the usual permissions (others may read)
-            for path in (tmp, tmp / "dataset.json", tmp / "splits_final.json", split_file):
-                _set_default_mode(path)
     except FileExistsError as e:  # created by someone else meanwhile
         raise SSSError(str(e)) from None
     return Report(target, split_file, counts, splits, missing, notes)
@@ -208,12 +205,6 @@ def _convert_all(cases: list[Case], out_dir: Path, label_map: LabelMap, workers:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-
-
-def _set_default_mode(path: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _check_id_free(spec: DatasetSpec, *bases: Path) -> None:
