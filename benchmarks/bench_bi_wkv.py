@@ -2,22 +2,26 @@
 
     python benchmarks/bench_bi_wkv.py [--T 1024 4096 16384 65536] [--C 64] [--repeats 3]
 
-Prints, measured in this run (B=1): torch-path time for forward and forward+backward, the
-naive forward time where it fits the time budget, the ratio naive/torch, and the peak
-memory of forward+backward (peak RSS growth of a fresh process over its warmed-up baseline).
-Targets: ratio >= 100 at T = 4096; time and peak memory grow linearly (T x4 -> at most x4.5).
+Prints, measured in this run (B=1): torch-path time for forward and forward+backward (best
+of ``--repeats`` runs, the sizes interleaved so machine noise hits them alike), the naive
+forward time where it fits the time budget, the ratio naive/torch, and the peak memory of
+forward+backward (the high-water mark of live tensor memory, replayed from the allocation
+events the PyTorch profiler records). Targets: ratio >= 100 at T = 4096; time and peak
+memory grow linearly (T x4 -> at most x4.5).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 import time
-from pathlib import Path
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler's start/stop lines out of the table
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from sss_nnunet.kernels import bi_wkv
 from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
@@ -34,59 +38,65 @@ def inputs(T: int, C: int, requires_grad: bool = False) -> list[torch.Tensor]:
     return [t.requires_grad_(requires_grad) for t in (w, u, k, v)]
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def forward_backward(T: int, C: int) -> None:
-    xs = inputs(T, C, requires_grad=True)
+def forward_backward(xs: list[torch.Tensor]) -> None:
     bi_wkv(*xs, backend="torch").sum().backward()
 
 
-def peak_rss_mb(T: int, C: int) -> float:
-    """Peak RSS growth (MB) of forward+backward at T, measured in a fresh process."""
-    code = (
-        "import resource, sys, torch\n"
-        "sys.path.insert(0, '.')\n"
-        "from benchmarks.bench_bi_wkv import forward_backward\n"
-        f"forward_backward(64, {C})\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"forward_backward({T}, {C})\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
-    )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-    return float(out.stdout.strip().splitlines()[-1])
+def peak_memory_mb(T: int, C: int) -> float:
+    """High-water mark (MB) of tensor memory allocated during forward+backward at T."""
+    xs = inputs(T, C, requires_grad=True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        forward_backward(xs)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def best_times(Ts: list[int], C: int, repeats: int) -> dict[int, dict[str, float]]:
+    """Best forward and forward+backward time per T, the sizes interleaved in every round."""
+    data = {T: inputs(T, C) for T in Ts}
+    grads = {T: inputs(T, C, requires_grad=True) for T in Ts}
+    best = {T: {"fwd_s": float("inf"), "fwd_bwd_s": float("inf")} for T in Ts}
+    for _ in range(repeats + 1):  # the first round warms up
+        for T in Ts:
+            t0 = time.perf_counter()
+            bi_wkv(*data[T], backend="torch")
+            t1 = time.perf_counter()
+            forward_backward(grads[T])
+            t2 = time.perf_counter()
+            best[T]["fwd_s"] = min(best[T]["fwd_s"], t1 - t0)
+            best[T]["fwd_bwd_s"] = min(best[T]["fwd_bwd_s"], t2 - t1)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--T", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
     ap.add_argument("--C", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--naive-max-T", type=int, default=4096, help="largest T to run the O(T^2) reference")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, B=1, C={args.C}\n")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, B=1, C={args.C}, "
+          f"best of {args.repeats}\n")
+    times = best_times(args.T, args.C, args.repeats)
     rows = []
     for T in args.T:
-        w, u, k, v = inputs(T, args.C)
-        fwd = best_time(lambda: bi_wkv(w, u, k, v, backend="torch"), args.repeats)  # noqa: B023
-        fb = best_time(lambda: forward_backward(T, args.C), args.repeats)  # noqa: B023
         naive = None
         if T <= args.naive_max_T:
-            naive = best_time(lambda: bi_wkv_naive(w, u, k, v), 1)  # noqa: B023
-        r = {"T": T, "fwd_s": fwd, "fwd_bwd_s": fb, "naive_fwd_s": naive, "peak_mb": peak_rss_mb(T, args.C)}
+            w, u, k, v = inputs(T, args.C)
+            t0 = time.perf_counter()
+            bi_wkv_naive(w, u, k, v)
+            naive = time.perf_counter() - t0
+        r = {"T": T, **times[T], "naive_fwd_s": naive, "peak_mb": peak_memory_mb(T, args.C)}
         rows.append(r)
-        ratio = f"{naive / fwd:10.0f}" if naive else f"{'-':>10}"
-        naive_s = f"{naive:10.3f}" if naive else f"{'(skipped)':>10}"
-        print(f"T={T:>6}  fwd {fwd:8.4f}s  fwd+bwd {fb:8.4f}s  naive fwd {naive_s}s  "
+        ratio = f"{naive / r['fwd_s']:10.0f}" if naive else f"{'-':>10}"
+        naive_s = f"{naive:10.3f}s" if naive else f"{'(skipped)':>11}"
+        print(f"T={T:>6}  fwd {r['fwd_s']:8.4f}s  fwd+bwd {r['fwd_bwd_s']:8.4f}s  naive fwd {naive_s}  "
               f"naive/torch {ratio}  peak {r['peak_mb']:8.1f} MB", flush=True)
 
     print(f"\ngrowth per step of T (target: <= x{GROWTH_LIMIT} when T grows x4)")

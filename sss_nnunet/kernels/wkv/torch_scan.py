@@ -8,18 +8,22 @@ The building block is the *decayed exclusive prefix sum* (and its mirror, the su
 kept as ``exp(p_t) * P_t`` with a per-position log scale ``p_t`` (the max trick), so it
 neither overflows nor underflows for any sign and size of ``w`` or ``x``.
 
-Algorithm: view T as N chunks of L ~ sqrt(T) tokens, (B, N, L, C). All chunks are scanned
-at once, token by token, with the max-trick recurrence (a Python loop of L steps over
-(B, N, C) slices, writing each state straight into its output slot). The state entering
-each chunk comes from the chunk summaries, which obey the same recurrence one level up
-(decay ``L*w``, one token per chunk), so the function calls itself on them. Work and memory
-are O(T C); the loop runs about 2 sqrt(T) steps in all. Inputs of any float dtype
-accumulate in float32 (float64 stays float64). Every op is deterministic.
+Algorithm: view T as N chunks of L ~ sqrt(T) tokens. All chunks are scanned at once, token
+by token, with the max-trick recurrence: a Python loop of L steps, each over a (B, N, C)
+block. The state entering each chunk comes from the chunk summaries, which obey the same
+recurrence one level up (decay ``L*w``, one token per chunk), so ``decayed_prefix`` calls
+itself on them. Work and memory are O(T C); the loop runs about 2 sqrt(T) steps in all.
+
+Layout: everything runs in the *scan layout* (L, B, N, C[, K]) (token t = n L + l sits at
+[l, :, n]), so every step reads and writes one contiguous block; inputs are converted once
+and only the results are converted back. Inputs of any float dtype accumulate in float32
+(float64 stays float64). Every op is deterministic.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -45,9 +49,38 @@ def chunk_len(T: int) -> int:
     return T if T <= MIN_CHUNK else math.isqrt(T - 1) + 1
 
 
-def padded_len(T: int) -> int:
-    L = chunk_len(T)
-    return -(-T // L) * L
+@dataclass(frozen=True)
+class Layout:
+    """Conversion between (B, T, C[, K]) and the scan layout (L, B, N, C[, K]); T <= N * L."""
+
+    T: int
+
+    @property
+    def L(self) -> int:
+        return chunk_len(self.T)
+
+    @property
+    def N(self) -> int:
+        return -(-self.T // self.L)
+
+    def to_scan(self, z: torch.Tensor, fill: float, dtype: torch.dtype) -> torch.Tensor:
+        """(B, T, C[, K]) -> (L, B, N, C[, K]) in ``dtype``; positions past T hold ``fill``."""
+        B, T, *rest = z.shape
+        L, N = self.L, self.N
+        out = z.new_empty((L, B, N, *rest), dtype=dtype)
+        view = out.movedim(0, 2)  # (B, N, L, C[, K]) view of the output
+        full = (N - 1) * L if T < N * L else T
+        view[:, : full // L].copy_(z[:, :full].reshape(B, full // L, L, *rest))
+        if full < T or T < N * L:
+            rem = T - full
+            view[:, N - 1, :rem].copy_(z[:, full:])
+            view[:, N - 1, rem:].fill_(fill)
+        return out
+
+    def from_scan(self, zs: torch.Tensor) -> torch.Tensor:
+        """(L, B, N, C[, K]) -> (B, T, C[, K]) (one copy)."""
+        B = zs.shape[1]
+        return zs.movedim(0, 2).reshape(B, self.N * self.L, *zs.shape[3:])[:, : self.T]
 
 
 def _scan_chunks(
@@ -55,30 +88,29 @@ def _scan_chunks(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Max-trick scan of every chunk at once, each from an empty state.
 
-    x: (B, N, L, C), V: (B, N, L, C, K), w: (C,). Returns the exclusive per-position states
-    [p, P(, Pd)] of shapes (B, N, L, C(, K)) and the states after each chunk's last token in
+    x: (L, B, N, C), V: (L, B, N, C, K), w: (C,). Returns the exclusive per-position states
+    [p, P(, Pd)] of shapes (L, B, N, C(, K)) and the states after each chunk's last token in
     scan order [p, P(, Pd)] of shapes (B, N, C(, K)) (the chunk summaries).
     """
-    B, N, L, C = x.shape
+    L = x.shape[0]
     out = [torch.empty_like(x), torch.empty_like(V)] + ([torch.empty_like(V)] if need_dist else [])
-    last = [x.new_empty(B, N, C), V.new_empty(B, N, C, V.shape[-1])]
+    last = [torch.empty_like(x[0]), torch.empty_like(V[0])]
     order = range(L - 1, -1, -1) if reverse else range(L)
-    out[0][:, :, order[0]].fill_(NEG)
+    out[0][order[0]].fill_(NEG)
     for z in out[1:]:
-        z[:, :, order[0]].zero_()
-    decay = x.new_empty(B, N, C)
+        z[order[0]].zero_()
+    decay = torch.empty_like(x[0])
     fresh = torch.empty_like(decay)
     if need_dist:  # running distance-weighted sum and its Kahan compensation
         last.append(torch.empty_like(last[1]))
         run, comp, tmp = (torch.zeros_like(last[1]) for _ in range(3))
     for j, t in enumerate(order):
-        cur = [z[:, :, t] for z in out]
-        nxt = [z[:, :, order[j + 1]] for z in out] if j + 1 < L else last
-        xt = x[:, :, t]
+        cur = [z[t] for z in out]
+        nxt = [z[order[j + 1]] for z in out] if j + 1 < L else last
         torch.sub(cur[0], w, out=decay)
-        torch.maximum(decay, xt, out=nxt[0])  # q = max(p - w, x_t)
+        torch.maximum(decay, x[t], out=nxt[0])  # q = max(p - w, x_t)
         _exp_(decay.sub_(nxt[0]))  # e^{p - w - q}
-        _exp_(torch.sub(xt, nxt[0], out=fresh))  # e^{x_t - q}
+        _exp_(torch.sub(x[t], nxt[0], out=fresh))  # e^{x_t - q}
         d, f = decay[..., None], fresh[..., None]
         if need_dist:
             # S'_{t+1} = e^{-w} (S'_t + S_t). At w+ = 0 this adds a near-constant into a sum
@@ -89,37 +121,34 @@ def _scan_chunks(
             run.copy_(nxt[2]).mul_(d)
             comp.mul_(d)
             nxt[2].copy_(run).sub_(comp)
-        torch.mul(cur[1], d, out=nxt[1]).addcmul_(f, V[:, :, t])
+        torch.mul(cur[1], d, out=nxt[1]).addcmul_(f, V[t])
     return out, last
 
 
-def _prefix(
-    x: torch.Tensor, V: torch.Tensor, w: torch.Tensor, need_dist: bool, reverse: bool
+def scan_prefix(
+    xs: torch.Tensor, Vs: torch.Tensor, w: torch.Tensor, need_dist: bool = False, reverse: bool = False
 ) -> list[torch.Tensor]:
-    """``decayed_prefix`` for T already a multiple of ``chunk_len(T)`` (see there)."""
-    B, T, C = x.shape
-    K = V.shape[-1]
-    L = chunk_len(T)
-    N = T // L
-    local, last = _scan_chunks(x.view(B, N, L, C), V.view(B, N, L, C, K), w, need_dist, reverse)
+    """``decayed_prefix`` in the scan layout: xs (L, B, N, C), Vs (L, B, N, C, K) -> same layout."""
+    L, B, N, C = xs.shape
+    K = Vs.shape[-1]
+    local, last = _scan_chunks(xs, Vs, w, need_dist, reverse)
     if N > 1:
         # State entering each chunk: the same recurrence one level up (decay L*w per chunk).
         carry = decayed_prefix(last[0], torch.cat(last[1:], -1), w * L, need_dist, reverse)
-        pos = torch.arange(L, dtype=x.dtype, device=x.device)
-        offset = (L - 1 - pos) if reverse else pos  # tokens between position and chunk edge
-        c_logit = carry[0][:, :, None] - offset[:, None] * w  # (B, N, L, C)
+        pos = torch.arange(L, dtype=xs.dtype, device=xs.device)
+        offset = ((L - 1 - pos) if reverse else pos).view(L, 1, 1, 1)  # tokens to the chunk edge
+        c_logit = carry[0] - offset * w  # (L, B, N, C)
         p = torch.maximum(local[0], c_logit)
         s_local = _exp_(local[0].sub_(p))[..., None]
         s_carry = _exp_(c_logit.sub_(p))[..., None]
-        carry_P = carry[1][:, :, None, :, :K]
+        carry_P = carry[1][..., :K]
         local[1].mul_(s_local).addcmul_(s_carry, carry_P)
         if need_dist:
             # distance from a carried token = its distance to the chunk edge + offset
-            carry_d = (L * carry[2][:, :, None, :, :K] + carry[1][:, :, None, :, K:]).expand_as(local[2])
-            carry_d = carry_d.addcmul(offset[:, None, None], carry_P)
+            carry_d = (L * carry[2][..., :K] + carry[1][..., K:]).addcmul(offset[..., None], carry_P)
             local[2].mul_(s_local).addcmul_(s_carry, carry_d)
         local[0] = p
-    return [z.view(B, T, *z.shape[3:]) for z in local]
+    return local
 
 
 def decayed_prefix(
@@ -137,44 +166,28 @@ def decayed_prefix(
         [p, P] or [p, P, Pd]: p (B, T, C) log scale (``NEG`` where the sum is empty),
         P, Pd (B, T, C, K) with ``S_t = exp(p_t) P_t`` and ``S'_t = exp(p_t) Pd_t``.
     """
-    T = x.shape[1]
-    Tp = padded_len(T)
-    if Tp == T:
-        return _prefix(x, V, w, need_dist, reverse)
-    # Padding tokens carry zero value; their weight never matters.
-    x = torch.nn.functional.pad(x, (0, 0, 0, Tp - T), value=NEG)
-    V = torch.nn.functional.pad(V, (0, 0, 0, 0, 0, Tp - T))
-    return [z[:, :T] for z in _prefix(x, V, w, need_dist, reverse)]
-
-
-def _padded(
-    keys: torch.Tensor, values: list[torch.Tensor], dt: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys (B, Tp, C) and stacked values (B, Tp, C, K) in ``dt``, padded to ``padded_len(T)``."""
-    B, T, C = keys.shape
-    Tp = padded_len(T)
-    x = keys.new_full((B, Tp, C), NEG, dtype=dt)
-    x[:, :T] = keys
-    V = keys.new_zeros((B, Tp, C, len(values)), dtype=dt)
-    for i, val in enumerate(values):
-        V[:, :T, :, i] = val
-    return x, V
+    lay = Layout(x.shape[1])
+    # padding tokens carry zero value; their weight never matters
+    out = scan_prefix(lay.to_scan(x, NEG, x.dtype), lay.to_scan(V, 0.0, V.dtype), w, need_dist, reverse)
+    return [lay.from_scan(z) for z in out]
 
 
 class Shifts:
     """Sign-aware log offsets that keep every log scale O(|k|) for any w (see ``bi_wkv_forward``).
 
-    With w = w+ - beta (w+ = max(w, 0), beta = max(-w, 0)) and M_t = max(t, T-1-t), all (T, C):
+    With w = w+ - beta (w+ = max(w, 0), beta = max(-w, 0)) and M_t = max(t, T-1-t), each
+    (L, 1, N, C) in the scan layout:
       phi_f = beta t,  phi_r = beta (T-1-t)                       key shifts, left / right scans
       lam_f = -beta max(0, T-1-2t),  lam_r = -beta max(0, 2t-T+1)  weights of the two scans
       diag = beta (M_t - 1)                                       shift of the token's own term
     """
 
-    def __init__(self, w: torch.Tensor, T: int, dt: torch.dtype):
+    def __init__(self, w: torch.Tensor, lay: Layout, dt: torch.dtype):
         w = w.to(dt)
         self.decay = w.clamp_min(0)
         beta = (-w).clamp_min(0)
-        t = torch.arange(T, dtype=dt, device=w.device)[:, None]
+        T = lay.T
+        t = torch.arange(lay.N * lay.L, dtype=dt, device=w.device).view(lay.N, lay.L).T[:, None, :, None]
         rev = (T - 1) - t
         self.phi_f, self.phi_r = beta * t, beta * rev
         self.lam_f = -beta * (rev - t).clamp_min(0)
@@ -182,26 +195,16 @@ class Shifts:
         self.diag = beta * (torch.maximum(t, rev) - 1)
 
 
-def _scans(
-    keys: list[torch.Tensor], values: list[torch.Tensor], sh: Shifts, need_dist: bool = False
+def _two_scans(
+    keys: tuple[torch.Tensor, torch.Tensor], Vs: torch.Tensor, sh: Shifts, need_dist: bool = False
 ) -> list[list[torch.Tensor]]:
-    """Left scan with keys[0] and right scan with keys[1], same values, decay w+.
-
-    Each is [p, P(, Pd)] cropped to T rows (see ``decayed_prefix``)."""
-    T = keys[0].shape[1]
-    out = []
-    for key, reverse in zip(keys, (False, True)):
-        x, V = _padded(key, values, key.dtype)
-        out.append([z[:, :T] for z in _prefix(x, V, sh.decay, need_dist, reverse)])
-    return out
+    """Left scan with keys[0] and right scan with keys[1], same values, decay w+ (scan layout)."""
+    return [scan_prefix(key, Vs, sh.decay, need_dist, reverse) for key, reverse in zip(keys, (False, True))]
 
 
-def _value_scans(
-    k: torch.Tensor, v: torch.Tensor, sh: Shifts, need_dist: bool = False
-) -> list[list[torch.Tensor]]:
-    """A~, B~ (left) and C~, D~ (right): keys k - phi, values (v, 1)."""
-    one = torch.ones((), dtype=v.dtype, device=v.device)
-    return _scans([k - sh.phi_f, k - sh.phi_r], [v, one], sh, need_dist)
+def _values(vs: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
+    """(L, B, N, C, 2): values v and 1 (0 on padding) of the value scans A~, B~ / C~, D~."""
+    return torch.stack([vs, ones], -1)
 
 
 def bi_wkv_forward(
@@ -217,20 +220,20 @@ def bi_wkv_forward(
     ``y_hi`` is y in float32 when v is float16/bfloat16 (kept for the backward pass), else empty.
     """
     dt = _compute_dtype(w, u, k, v)
-    T = k.shape[1]
-    kf, vf = k.to(dt), v.to(dt)
-    sh = Shifts(w, T, dt)
-    (pf, Pf), (pr, Pr) = _value_scans(kf, vf, sh)
-    af, ar = pf + sh.lam_f, pr + sh.lam_r
-    diag = u.to(dt) + kf - sh.diag
+    lay = Layout(k.shape[1])
+    sh = Shifts(w, lay, dt)
+    ks, vs = lay.to_scan(k, NEG, dt), lay.to_scan(v, 0.0, dt)
+    ones = lay.to_scan(torch.ones_like(k[..., :1]), 0.0, dt).expand_as(vs)
+    (pf, Pf), (pr, Pr) = _two_scans((ks - sh.phi_f, ks - sh.phi_r), _values(vs, ones), sh)
+    af, ar = pf.add_(sh.lam_f), pr.add_(sh.lam_r)
+    diag = (ks + u.to(dt)).sub_(sh.diag)
     m = torch.maximum(torch.maximum(af, ar), diag)
-    sf, sr = _exp_(af - m), _exp_(ar - m)
-    e_diag = _exp_(diag - m)
-    den = sf * Pf[..., 1] + sr * Pr[..., 1] + e_diag
-    num = (sf * Pf[..., 0]).addcmul_(sr, Pr[..., 0]).addcmul_(e_diag, vf)
-    y = num.div_(den)
+    sf, sr, e_diag = _exp_(af.sub_(m)), _exp_(ar.sub_(m)), _exp_(diag.sub_(m))
+    den = (sf * Pf[..., 1]).addcmul_(sr, Pr[..., 1]).add_(e_diag)
+    y = (sf.mul_(Pf[..., 0])).addcmul_(sr, Pr[..., 0]).addcmul_(e_diag, vs).div_(den)
+    y = lay.from_scan(y)
     y_hi = y if v.dtype in (torch.float16, torch.bfloat16) else y.new_empty(0)
-    return y.to(v.dtype), den.log_().add_(m), y_hi
+    return y.to(v.dtype), lay.from_scan(den.log_().add_(m)), y_hi
 
 
 def bi_wkv_backward(
@@ -253,24 +256,28 @@ def bi_wkv_backward(
     value scans by e^{lam - logD}.
     """
     dt = logD.dtype
-    kf, vf = k.to(dt), v.to(dt)
-    yf, g = y.to(dt), gy.to(dt)
-    sh = Shifts(w, logD.shape[1], dt)
-    g_ed = _exp_(u.to(dt) + kf - sh.diag - logD).mul_(g)
-    g_ed_vy = g_ed * (vf - yf)
+    lay = Layout(k.shape[1])
+    sh = Shifts(w, lay, dt)
+    ks, vs = lay.to_scan(k, NEG, dt), lay.to_scan(v, 0.0, dt)
+    # padding: g = 0 and an infinite denominator, so it has no weight in any scan
+    ys, ld, g = lay.to_scan(y, 0.0, dt), lay.to_scan(logD, -NEG, dt), lay.to_scan(gy, 0.0, dt)
+    g_ed = _exp_((ks + u.to(dt)).sub_(sh.diag).sub_(ld)).mul_(g)
+    g_ed_vy = g_ed * (vs - ys)
 
     s_alpha, s_beta = g_ed.clone(), torch.zeros_like(g_ed)
-    grad_scans = _scans([sh.lam_r - logD, sh.lam_f - logD], [g, g * yf], sh)
+    grad_scans = _two_scans((sh.lam_r - ld, sh.lam_f - ld), torch.stack([g, g * ys], -1), sh)
     for (q, Q), phi in zip(grad_scans, (sh.phi_r, sh.phi_f)):
-        s = _exp_(q + kf - phi)[..., None] * Q  # exponent <= ~log T: no overflow
+        s = _exp_(q.add_(ks).sub_(phi))[..., None] * Q  # exponent <= ~log T: no overflow
         s_alpha += s[..., 0]
         s_beta += s[..., 1]
-    dv = s_alpha  # S[g] + g ed
-    dk = (vf * (s_alpha - g_ed)).sub_(s_beta).add_(g_ed_vy)
+    dk = (vs * (s_alpha - g_ed)).sub_(s_beta).add_(g_ed_vy)
 
+    ones = lay.to_scan(torch.ones_like(k[..., :1]), 0.0, dt).expand_as(vs)
     dw = torch.zeros_like(sh.decay)
-    for (p, _, Pd), lam in zip(_value_scans(kf, vf, sh, need_dist=True), (sh.lam_f, sh.lam_r)):
-        weight = _exp_(p + lam - logD).mul_(g)
-        dw -= (weight * (Pd[..., 0] - yf * Pd[..., 1])).sum((0, 1))
-    du = g_ed_vy.sum((0, 1))
+    value_scans = _two_scans((ks - sh.phi_f, ks - sh.phi_r), _values(vs, ones), sh, need_dist=True)
+    for (p, _, Pd), lam in zip(value_scans, (sh.lam_f, sh.lam_r)):
+        weight = _exp_(p.add_(lam).sub_(ld)).mul_(g)
+        dw -= (weight * (Pd[..., 0] - ys * Pd[..., 1])).sum((0, 1, 2))
+    du = g_ed_vy.sum((0, 1, 2))
+    dk, dv = lay.from_scan(dk), lay.from_scan(s_alpha)  # dv = S[g] + g ed
     return dw.to(w.dtype), du.to(u.dtype), dk.to(k.dtype), dv.to(v.dtype)
