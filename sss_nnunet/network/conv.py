@@ -1,0 +1,91 @@
+"""Convolutional pieces of RWKV-SSS: stem, downsampling, residual conv blocks, upsamplers.
+
+Full-resolution 3D maps hold 10^5..10^6 voxels, where a dense 3x3x3 conv at 32 channels
+alone costs ~29 GMAC at 64x128x128. Conv blocks are therefore depthwise-separable residual
+blocks (``separable``, the default: k^dims * C + C^2 MACs per voxel); ``plain`` gives
+nnU-Net's conv-norm-act x2 for comparison. Downsampling is a conv with kernel = stride.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sss_nnunet.network.dysample import DySample
+from sss_nnunet.network.ops import transposed_conv
+
+
+def _same_padding(kernel: Sequence[int]) -> list[int]:
+    return [k // 2 for k in kernel]
+
+
+class ConvNormAct(nn.Sequential):
+    """conv -> norm -> activation (activation optional)."""
+
+    def __init__(self, conv_op, norm_op, nonlin, c_in, c_out, kernel, stride=1, groups=1, act=True,
+                 norm_kwargs=None, nonlin_kwargs=None):
+        layers = [
+            conv_op(c_in, c_out, kernel, stride=stride, padding=_same_padding(kernel) if stride == 1 else 0,
+                    groups=groups, bias=False),
+            norm_op(c_out, **(norm_kwargs or {"affine": True, "eps": 1e-5})),
+        ]
+        if act:
+            layers.append(nonlin(**(nonlin_kwargs or {"inplace": True})))
+        super().__init__(*layers)
+
+
+class ResidualConvBlock(nn.Module):
+    """x + block(x), (B, C, *S) -> same.
+
+    ``separable``: depthwise k conv -> norm -> pointwise conv -> norm, then activation after
+    the sum. ``plain``: two dense k convs (nnU-Net's conv-norm-act x2).
+    """
+
+    def __init__(self, channels: int, kernel: Sequence[int], ops: dict, kind: str = "separable"):
+        super().__init__()
+        conv_op, norm_op, nonlin = ops["conv_op"], ops["norm_op"], ops["nonlin"]
+        kw = dict(norm_kwargs=ops.get("norm_kwargs"), nonlin_kwargs=ops.get("nonlin_kwargs"))
+        C = channels
+        if kind == "separable":
+            self.body = nn.Sequential(
+                ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, groups=C, act=False, **kw),
+                ConvNormAct(conv_op, norm_op, nonlin, C, C, [1] * len(kernel), act=False, **kw),
+            )
+        elif kind == "plain":
+            self.body = nn.Sequential(
+                ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, **kw),
+                ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, act=False, **kw),
+            )
+        else:
+            raise ValueError(f"unknown conv block {kind!r}; expected separable or plain")
+        self.act = nonlin(**(ops.get("nonlin_kwargs") or {"inplace": True}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class Upsample(nn.Module):
+    """(B, C_in, *S) -> (B, C_out, *(S * scale)).
+
+    ``dysample``: 1x1 projection at the low resolution, then DySample (learned sampling).
+    ``transposed``: a transposed conv with kernel = stride (nnU-Net's decoder).
+    """
+
+    def __init__(self, c_in: int, c_out: int, scale: Sequence[int], dims: int, ops: dict,
+                 kind: str = "dysample"):
+        super().__init__()
+        scale = tuple(int(s) for s in scale)
+        if kind == "dysample":
+            self.body = nn.Sequential(
+                ops["conv_op"](c_in, c_out, 1, bias=False),
+                DySample(c_out, scale, dims) if any(s > 1 for s in scale) else nn.Identity(),
+            )
+        elif kind == "transposed":
+            self.body = transposed_conv(dims)(c_in, c_out, scale, stride=scale, bias=False)
+        else:
+            raise ValueError(f"unknown upsampler {kind!r}; expected dysample or transposed")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)

@@ -1,0 +1,86 @@
+"""DySample: learned point sampling for upsampling, in 2D and 3D (Liu et al., ICCV 2023).
+
+Every output voxel samples the input at its sub-voxel position plus a learned offset:
+offsets come from a 1x1 conv (``dims * prod(scale)`` channels per group), are scaled by
+0.25 (static, the default) or ``sigmoid(scope(x)) * 0.5`` (dynamic), pixel-shuffled to the
+output grid and used with ``grid_sample(align_corners=False, padding_mode="border")``.
+Offsets are in input voxels. The grid's last axis is ordered (x=W, y=H[, z=D]) and
+normalised by (W, H[, D]). With zero offsets the result equals linear interpolation with
+``align_corners=False`` (the sub-voxel positions of the output grid), for any per-axis
+scale such as (1, 2, 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def base_grid(spatial: Sequence[int], scale: Sequence[int], device, dtype) -> torch.Tensor:
+    """(*S_out, dims) grid_sample coordinates, last axis (x=W, y=H[, z=D]), of the output
+    voxel centres: input-voxel position (j + 0.5) / s - 0.5, normalised for
+    align_corners=False as (2 p + 1) / n - 1 = (2 j + 1) / (n s) - 1."""
+    axes = [(2 * torch.arange(n * f, device=device, dtype=dtype) + 1) / (n * f) - 1
+            for n, f in zip(spatial, scale)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], -1)
+
+
+class DySample(nn.Module):
+    """Upsample (B, C, *S) -> (B, C, *(S * scale)) with learned offsets.
+
+    Args:
+        channels: C (divisible by ``groups``; otherwise the largest divisor is used).
+        scale: per-axis integer factor, e.g. (1, 2, 2); 1 on an axis means no upsampling there.
+        dims: 2 or 3.
+        groups: channel groups with their own offsets.
+        dynamic: scale offsets by ``sigmoid(scope(x)) * 0.5`` instead of 0.25.
+    The offset conv emits, per group, the offsets along (x=W, y=H[, z=D]) for every
+    sub-position (row-major over ``scale``), in input voxels.
+    """
+
+    def __init__(self, channels: int, scale: Sequence[int], dims: int, groups: int = 4,
+                 dynamic: bool = False):
+        super().__init__()
+        groups = math.gcd(channels, groups)
+        self.scale = tuple(int(s) for s in scale)
+        self.dims, self.groups, self.dynamic = dims, groups, dynamic
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        out = groups * dims * math.prod(self.scale)
+        self.offset = conv(channels, out, 1)
+        nn.init.normal_(self.offset.weight, std=1e-3)
+        nn.init.zeros_(self.offset.bias)
+        if dynamic:
+            self.scope = conv(channels, out, 1, bias=False)
+            nn.init.zeros_(self.scope.weight)
+        self._grid_cache: dict = {}
+
+    def _base(self, spatial, device, dtype) -> torch.Tensor:
+        key = (tuple(spatial), device, dtype)
+        if key not in self._grid_cache:
+            self._grid_cache = {key: base_grid(spatial, self.scale, device, dtype)}
+        return self._grid_cache[key]
+
+    def grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(B * groups, *S_out, dims) sampling grid: base positions plus scaled offsets."""
+        B, _, *S = x.shape
+        o = self.offset(x)
+        o = o * (torch.sigmoid(self.scope(x)) * 0.5 if self.dynamic else 0.25)
+        dims = self.dims
+        # (B, G, dims, *scale, *S) -> (B, G, S0, s0, S1, s1, ..., dims): the pixel shuffle
+        o = o.view(B, self.groups, dims, *self.scale, *S)
+        perm = [0, 1] + [i for d in range(dims) for i in (3 + dims + d, 3 + d)] + [2]
+        o = o.permute(*perm).reshape(B * self.groups, *(n * f for n, f in zip(S, self.scale)), dims)
+        # offsets are in input voxels: normalised by 2 / n per axis, (x, y, z) = (W, H, D)
+        unit = torch.tensor([2.0 / n for n in S[::-1]], device=x.device, dtype=o.dtype)
+        return torch.addcmul(self._base(S, x.device, o.dtype), o, unit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, *S = x.shape
+        xg = x.reshape(B * self.groups, C // self.groups, *S)
+        grid = self.grid(x).to(x.dtype)
+        out = F.grid_sample(xg, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(B, C, *out.shape[2:])

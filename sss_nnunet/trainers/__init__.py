@@ -1,0 +1,28 @@
+"""nnUNetTrainer subclasses for RWKV-SSS. ``SSSTrainer`` and its variants (see ``variants``).
+
+Stock nnU-Net finds them through the shim folder ``sss_nnunet/trainers/nnunet_ext`` listed in
+``nnUNet_extTrainer`` (the package's startup hook appends it; see ``sss_nnunet._ext_trainer_hook``).
+"""
+
+from sss_nnunet.trainers.sss_trainer import SSSTrainer, network_kwargs_from_plans
+from sss_nnunet.trainers.variants import (
+    SSSTrainer_1epoch,
+    SSSTrainer_5epochs,
+    SSSTrainer_50epochs,
+    SSSTrainer_250epochs,
+    SSSTrainer_demo,
+    SSSTrainer_noPooledWKV,
+    SSSTrainer_scanRaster,
+    SSSTrainer_scanZigzag,
+    SSSTrainer_shiftNone,
+    SSSTrainer_shiftQShift4,
+    SSSTrainer_tiny,
+    SSSTrainer_transposedUp,
+)
+
+TRAINERS = [
+    SSSTrainer, SSSTrainer_1epoch, SSSTrainer_5epochs, SSSTrainer_50epochs, SSSTrainer_250epochs, SSSTrainer_demo,
+    SSSTrainer_tiny, SSSTrainer_scanRaster, SSSTrainer_scanZigzag, SSSTrainer_shiftNone, SSSTrainer_shiftQShift4,
+    SSSTrainer_noPooledWKV, SSSTrainer_transposedUp,
+]
+__all__ = [t.__name__ for t in TRAINERS] + ["TRAINERS", "network_kwargs_from_plans"]

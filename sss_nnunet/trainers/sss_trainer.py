@@ -1,0 +1,137 @@
+"""SSSTrainer: RWKV-SSS inside stock nnU-Net v2 (``nnUNetv2_train ID CONFIG FOLD -tr SSSTrainer``).
+
+Everything but the network, the optimiser and a few checks is inherited from
+``nnUNetTrainer``: data loading, augmentation, deep-supervision loss, sliding-window
+validation, checkpoints, ``--c``, ``-device cpu|cuda``, DDP, regions.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from sss_nnunet.network import RWKVSSS
+from sss_nnunet.trainers.schedule import WarmupCosineLR
+
+
+def network_kwargs_from_plans(configuration_manager: ConfigurationManager) -> dict:
+    """RWKVSSS keyword arguments from a configuration's ``architecture`` entry.
+
+    Works for nnU-Net's default plans (PlainConvUNet / ResidualEncoderUNet vocabulary) and for
+    SSSPlans (network_class_name = sss_nnunet.network.RWKVSSS with RWKV-SSS arguments): the
+    topology keys are shared and anything RWKVSSS does not use is ignored.
+    """
+    import pydoc
+
+    kwargs = dict(configuration_manager.network_arch_init_kwargs)
+    for key in configuration_manager.network_arch_init_kwargs_req_import:
+        if kwargs.get(key) is not None:
+            kwargs[key] = pydoc.locate(kwargs[key])
+    kwargs.pop("deep_supervision", None)
+    return kwargs
+
+
+class SSSTrainer(nnUNetTrainer):
+    """RWKV-SSS with nnU-Net's planning, preprocessing, augmentation and inference.
+
+    Network: ``RWKVSSS`` built from the trained configuration's plans (2d, 3d_fullres,
+    3d_lowres, 3d_cascade_fullres): its patch size, n_stages, features_per_stage, kernel_sizes
+    and strides, with deep supervision. Variants change RWKV-SSS arguments through
+    ``network_overrides``.
+
+    Optimiser: AdamW (lr 1e-3, weight decay 0.01, none on biases, norms, decays, bonuses and
+    token-shift mixes) with a linear warm-up over the first 5% of epochs and cosine decay.
+    Why not nnU-Net's SGD (lr 1e-2, momentum 0.99, poly): the Bi-WKV decay ``w`` and bonus
+    ``u`` enter the attention through exponentials of (distance x w), so large momentum steps
+    early in training swing whole attention maps from local to global; adaptive per-parameter
+    steps with a short warm-up are what the Vision-RWKV / transformer family trains with, and
+    decaying those parameters towards 0 would erase the learned receptive field.
+    """
+
+    network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
+    epochs: int | None = None  # short-run variants
+    iterations_per_epoch: int | None = None
+    val_iterations_per_epoch: int | None = None
+    warmup_fraction = 0.05
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        available = list(plans.get("configurations", {}))
+        if configuration not in available:
+            raise SystemExit(
+                f"{type(self).__name__}: configuration '{configuration}' is not in the plans "
+                f"'{plans.get('plans_name', '?')}' of {plans.get('dataset_name', '?')}. Available: "
+                f"{', '.join(available)}. Plan it with: nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
+            )
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 1e-2
+        if self.epochs is not None:
+            self.num_epochs = self.epochs
+        if self.iterations_per_epoch is not None:
+            self.num_iterations_per_epoch = self.iterations_per_epoch
+        if self.val_iterations_per_epoch is not None:
+            self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """Also used by ``nnUNetv2_predict`` to rebuild the trained network from the checkpoint."""
+        kwargs = network_kwargs_from_plans(configuration_manager)
+        kwargs.update(cls.network_overrides)
+        return RWKVSSS(input_channels=num_input_channels, num_classes=num_output_channels,
+                       deep_supervision=enable_deep_supervision, **kwargs)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for p in self.network.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.initial_lr, betas=(0.9, 0.999),
+        )
+        warmup = max(1, round(self.warmup_fraction * self.num_epochs))
+        return optimizer, WarmupCosineLR(optimizer, self.initial_lr, self.num_epochs, warmup)
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """Refuse checkpoints of another trainer with a clear message; accept a loaded dict
+        (nnunetv2 2.8.1's own ``load_checkpoint(dict)`` fails)."""
+        checkpoint = filename_or_checkpoint
+        source = "the checkpoint"
+        if isinstance(filename_or_checkpoint, (str, os.PathLike)):
+            source = str(filename_or_checkpoint)
+            checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+        name = checkpoint.get("trainer_name")
+        if name != type(self).__name__:
+            raise SystemExit(
+                f"{source} was written by trainer '{name}', not '{type(self).__name__}': its network "
+                f"differs. Use -tr {name}, or start a new training without --c."
+            )
+        if not self.was_initialized:
+            self.initialize()
+        net = self._plain_network()
+        weights = {k.removeprefix("module."): v for k, v in checkpoint["network_weights"].items()}
+        differing = set(net.state_dict()) ^ set(weights)
+        if differing:
+            raise SystemExit(f"{source} does not match the network of these plans "
+                             f"(differing weights: {sorted(differing)[:5]} ...). Was it trained with other plans?")
+        net.load_state_dict(weights)
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = checkpoint["current_epoch"]
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        self.inference_allowed_mirroring_axes = checkpoint.get(
+            "inference_allowed_mirroring_axes", self.inference_allowed_mirroring_axes)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
+
+    def _plain_network(self) -> nn.Module:
+        mod = self.network.module if self.is_ddp else self.network
+        return getattr(mod, "_orig_mod", mod)
