@@ -17,6 +17,8 @@ from torch import nn
 from sss_nnunet.network import RWKVSSS
 from sss_nnunet.trainers.schedule import WarmupCosineLR
 
+_CUDA = torch.device("cuda")  # nnU-Net's default device
+
 
 def network_kwargs_from_plans(configuration_manager: ConfigurationManager) -> dict:
     """RWKVSSS keyword arguments from a configuration's ``architecture`` entry.
@@ -59,13 +61,14 @@ class SSSTrainer(nnUNetTrainer):
     warmup_fraction = 0.05
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = _CUDA):
         available = list(plans.get("configurations", {}))
         if configuration not in available:
             raise SystemExit(
                 f"{type(self).__name__}: configuration '{configuration}' is not in the plans "
                 f"'{plans.get('plans_name', '?')}' of {plans.get('dataset_name', '?')}. Available: "
-                f"{', '.join(available)}. Plan it with: nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
+                f"{', '.join(available)}. Plan it with: "
+                f"nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
             )
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = 1e-3
@@ -78,9 +81,9 @@ class SSSTrainer(nnUNetTrainer):
             self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
 
     @classmethod
-    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
+    def build_network_architecture(cls, plans_manager: PlansManager,
+                                   configuration_manager: ConfigurationManager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
         """Also used by ``nnUNetv2_predict`` to rebuild the trained network from the checkpoint."""
         kwargs = network_kwargs_from_plans(configuration_manager)
         kwargs.update(cls.network_overrides)
@@ -119,8 +122,8 @@ class SSSTrainer(nnUNetTrainer):
         weights = {k.removeprefix("module."): v for k, v in checkpoint["network_weights"].items()}
         differing = set(net.state_dict()) ^ set(weights)
         if differing:
-            raise SystemExit(f"{source} does not match the network of these plans "
-                             f"(differing weights: {sorted(differing)[:5]} ...). Was it trained with other plans?")
+            raise SystemExit(f"{source} does not match the network of these plans (differing weights: "
+                             f"{sorted(differing)[:5]} ...). Was it trained with other plans?")
         net.load_state_dict(weights)
         self.my_init_kwargs = checkpoint["init_args"]
         self.current_epoch = checkpoint["current_epoch"]
