@@ -56,8 +56,10 @@ class SSSTrainer(nnUNetTrainer):
 
     network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
     epochs: int | None = None  # short-run variants
+    epochs_env: str | None = None  # environment variable that overrides ``epochs``
     iterations_per_epoch: int | None = None
     val_iterations_per_epoch: int | None = None
+    checkpoint_every: int | None = None  # nnU-Net's save_every (default 50 epochs)
     warmup_fraction = 0.05
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -73,8 +75,11 @@ class SSSTrainer(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = 1e-3
         self.weight_decay = 1e-2
-        if self.epochs is not None:
-            self.num_epochs = self.epochs
+        epochs = os.environ.get(self.epochs_env, self.epochs) if self.epochs_env else self.epochs
+        if epochs is not None:
+            self.num_epochs = int(epochs)
+        if self.checkpoint_every is not None:
+            self.save_every = self.checkpoint_every
         if self.iterations_per_epoch is not None:
             self.num_iterations_per_epoch = self.iterations_per_epoch
         if self.val_iterations_per_epoch is not None:

@@ -2,11 +2,10 @@
 
 Names follow nnU-Net's ``nnUNetTrainer_Xepochs`` style and never contain ``__`` (nnU-Net
 splits result-folder names on it). Renaming a trainer orphans its checkpoints: keep names.
+Variants only set class attributes: nnU-Net records ``__init__``'s exact signature.
 """
 
 from __future__ import annotations
-
-import os
 
 from sss_nnunet.trainers.sss_trainer import SSSTrainer
 
@@ -39,13 +38,11 @@ class SSSTrainer_tiny(SSSTrainer):
     """For tests: 2 iterations per epoch, 1 validation iteration, checkpoint every epoch.
     ``SSS_TINY_EPOCHS`` (default 1) sets the epoch count, so ``--c`` can extend a run."""
 
+    epochs = 1
+    epochs_env = "SSS_TINY_EPOCHS"
     iterations_per_epoch = 2
     val_iterations_per_epoch = 1
-
-    def __init__(self, *args, **kwargs):
-        type(self).epochs = int(os.environ.get("SSS_TINY_EPOCHS", "1"))
-        super().__init__(*args, **kwargs)
-        self.save_every = 1
+    checkpoint_every = 1
 
 
 # ----------------------------------------------------------------------- ablation switches

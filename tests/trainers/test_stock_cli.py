@@ -1,0 +1,123 @@
+"""The stock nnU-Net console scripts with SSSTrainer: no fork, no set-up beyond `pip install`.
+
+One tiny dataset goes through plan_and_preprocess -> train fold 0 -> resume (--c) ->
+predict -> find_best_configuration, plus a user's own SSSTrainer subclass found through
+nnUNet_extTrainer. Every command runs in a subprocess, exactly as a user types it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from tests.trainers.tiny_dataset import write_tiny_dataset
+
+BIN = Path(sys.executable).parent
+DATASET = "Dataset977_Tiny"
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def run(cmd: list[str], env: dict, timeout: int = 900) -> str:
+    res = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], env=env, capture_output=True, text=True, timeout=timeout)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{' '.join(cmd)} failed ({res.returncode}):\n{out[-4000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stock_cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update(
+        nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
+        nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_n_proc_DA="1",
+        SSS_TINY_EPOCHS="1", PYTHONWARNINGS="ignore",
+    )
+    env.pop("SSS_NNUNET_NO_EXT_TRAINER", None)
+    write_tiny_dataset(root / "raw")
+    run(["nnUNetv2_plan_and_preprocess", "-d", "977", "-c", "3d_fullres", "-np", "2", "-npfp", "2",
+         "--verify_dataset_integrity"], env)
+    return root, env
+
+
+def results_folder(root: Path, trainer: str) -> Path:
+    return root / "results" / DATASET / f"{trainer}__nnUNetPlans__3d_fullres"
+
+
+def checkpoint(root: Path, trainer: str, fold: str = "fold_0") -> dict:
+    return torch.load(results_folder(root, trainer) / fold / "checkpoint_final.pth", weights_only=False,
+                      map_location="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    root, env = workspace
+    out = run(["nnUNetv2_train", "977", "3d_fullres", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
+    return root, env, out
+
+
+def test_train_fold0_with_the_stock_command(trained):
+    root, _, out = trained
+    ckpt = checkpoint(root, "SSSTrainer_tiny")
+    assert ckpt["trainer_name"] == "SSSTrainer_tiny" and ckpt["current_epoch"] == 1
+    assert any(k.startswith("encoder.") and "global_mix" in k for k in ckpt["network_weights"])
+    assert "Using device: cpu" in out
+    summary = json.loads((results_folder(root, "SSSTrainer_tiny") / "fold_0" / "validation" / "summary.json")
+                         .read_text())
+    assert "mean" in summary and summary["foreground_mean"]["Dice"] >= 0
+
+
+def test_resume_continues_from_the_checkpoint(trained):
+    root, env, _ = trained
+    out = run(["nnUNetv2_train", "977", "3d_fullres", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu", "--c"],
+              dict(env, SSS_TINY_EPOCHS="2"))
+    assert "Epoch 1" in out and "Epoch 0" not in out  # only the missing epoch was trained
+    assert checkpoint(root, "SSSTrainer_tiny")["current_epoch"] == 2
+
+
+def test_predict_rebuilds_the_network_from_the_checkpoint(trained):
+    root, env, _ = trained
+    images, out_dir = root / "raw" / DATASET / "imagesTs", root / "pred"
+    run(["nnUNetv2_predict", "-i", str(images), "-o", str(out_dir), "-d", "977", "-c", "3d_fullres",
+         "-tr", "SSSTrainer_tiny", "-f", "0", "-device", "cpu", "--disable_progress_bar"], env)
+    preds = sorted(out_dir.glob("*.nii.gz"))
+    assert [p.name for p in preds] == sorted(p.name for p in (root / "raw" / DATASET / "labelsTs").glob("*.nii.gz"))
+    for p in preds:
+        pred = sitk.ReadImage(str(p))
+        ref = sitk.ReadImage(str(root / "raw" / DATASET / "labelsTs" / p.name))
+        assert pred.GetSize() == ref.GetSize() and np.allclose(pred.GetSpacing(), ref.GetSpacing())
+        assert set(np.unique(sitk.GetArrayFromImage(pred))) <= {0, 1, 2}
+
+
+def test_find_best_configuration(trained):
+    root, env, _ = trained
+    out = run(["nnUNetv2_find_best_configuration", "977", "-c", "3d_fullres", "-tr", "SSSTrainer_tiny",
+               "-f", "0"], env)
+    assert "SSSTrainer_tiny" in out
+    assert (root / "results" / DATASET / "inference_instructions.txt").is_file()
+
+
+def test_a_user_subclass_in_their_own_folder(workspace, tmp_path):
+    root, env = workspace
+    own = tmp_path / "my_trainers"
+    own.mkdir()
+    (own / "my_lab_trainers.py").write_text(textwrap.dedent("""
+        from sss_nnunet.trainers import SSSTrainer_tiny
+
+        class MyLabTrainer(SSSTrainer_tiny):
+            network_overrides = {"scan": "raster", "upsampler": "transposed"}
+    """))
+    env = dict(env, nnUNet_extTrainer=str(own))  # the user's own value: ours is appended, not replacing it
+    run(["nnUNetv2_train", "977", "3d_fullres", "0", "-tr", "MyLabTrainer", "-device", "cpu"], env)
+    ckpt = checkpoint(root, "MyLabTrainer")
+    assert ckpt["trainer_name"] == "MyLabTrainer"
+    assert any("ups.0.body.weight" == k.split("decoder.")[-1] for k in ckpt["network_weights"])  # transposed conv

@@ -1,0 +1,175 @@
+"""SSSTrainer pieces without running nnU-Net: plans -> network mapping, schedule, hook, checks."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from sss_nnunet import _ext_trainer_hook as hook
+from sss_nnunet.network import RWKVSSS
+from sss_nnunet.trainers import TRAINERS, SSSTrainer, SSSTrainer_scanRaster, SSSTrainer_tiny
+from sss_nnunet.trainers.schedule import WarmupCosineLR
+
+
+def _arch(dims: int, n: int, strides, features, kernels) -> dict:
+    conv = "torch.nn.modules.conv.Conv3d" if dims == 3 else "torch.nn.modules.conv.Conv2d"
+    norm = f"torch.nn.modules.instancenorm.InstanceNorm{dims}d"
+    return {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        "arch_kwargs": {
+            "n_stages": n, "features_per_stage": features, "conv_op": conv, "kernel_sizes": kernels,
+            "strides": strides, "n_conv_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1),
+            "conv_bias": True, "norm_op": norm, "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+
+
+def _config(dims, patch, strides, features, kernels) -> dict:
+    n = len(strides)
+    return {
+        "data_identifier": f"nnUNetPlans_{dims}d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": [1.0] * dims,
+        "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities":
+        "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {}, "batch_dice": False,
+        "architecture": _arch(dims, n, strides, features, kernels),
+    }
+
+
+PLANS = {
+    "dataset_name": "Dataset999_Unit", "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [2.5, 1, 1],
+    "original_median_shape_after_transp": [40, 96, 80], "image_reader_writer": "SimpleITKIO",
+    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+    "foreground_intensity_properties_per_channel": {},
+    "configurations": {
+        "2d": _config(2, [96, 80], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], [32, 64, 128, 256, 320],
+                      [[3, 3]] * 5),
+        "3d_fullres": _config(3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]],
+                              [32, 64, 128, 256, 320], [[1, 3, 3]] + [[3, 3, 3]] * 4),
+        "3d_lowres": {"inherits_from": "3d_fullres", "patch_size": [24, 48, 40], "spacing": [4.0, 2.0, 2.0]},
+    },
+}
+
+
+@pytest.mark.parametrize(("config", "dims"), [("2d", 2), ("3d_fullres", 3), ("3d_lowres", 3)])
+@pytest.mark.parametrize("num_outputs", [3, 4])  # e.g. 3 regions (BraTS: WT, TC, ET) or 4 labels
+def test_network_from_the_default_plans(config, dims, num_outputs):
+    pm = PlansManager(copy.deepcopy(PLANS))
+    cm = pm.get_configuration(config)
+    net = SSSTrainer.build_network_architecture(pm, cm, 2, num_outputs, enable_deep_supervision=True)
+    assert isinstance(net, RWKVSSS)
+    strides = cm.network_arch_init_kwargs["strides"]
+    assert len(net.encoder) == len(strides)
+    x = torch.randn(1, 2, *cm.patch_size)
+    with torch.no_grad():
+        out = net.eval()(x)
+    assert len(out) == len(strides) - 1 and out[0].shape == (1, num_outputs, *cm.patch_size)
+    # deep-supervision outputs match nnU-Net's scales: 1 / cumprod(pool kernels)
+    for o, scale in zip(out, torch.cumprod(torch.tensor(cm.pool_op_kernel_sizes, dtype=torch.float), 0)):
+        assert list(o.shape[2:]) == [int(p / s) for p, s in zip(cm.patch_size, scale)]
+    predict_net = SSSTrainer.build_network_architecture(pm, cm, 2, num_outputs, enable_deep_supervision=False)
+    with torch.no_grad():
+        assert predict_net.eval()(x).shape == (1, num_outputs, *cm.patch_size)
+
+
+def test_regions_give_one_output_per_region():
+    dataset_json = {"labels": {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": [3]},
+                    "regions_class_order": [1, 2, 3], "channel_names": {str(i): "MR" for i in range(4)}}
+    pm = PlansManager(copy.deepcopy(PLANS))
+    lm = pm.get_label_manager(dataset_json)
+    assert lm.has_regions and lm.num_segmentation_heads == 3
+    net = SSSTrainer.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 4, lm.num_segmentation_heads)
+    assert net(torch.randn(1, 4, 40, 96, 80))[0].shape[1] == 3
+
+
+def test_variants_change_only_what_they_name():
+    pm = PlansManager(copy.deepcopy(PLANS))
+    cm = pm.get_configuration("3d_fullres")
+    assert SSSTrainer_scanRaster.build_network_architecture(pm, cm, 1, 2).config["scan"] == "raster"
+    assert SSSTrainer.build_network_architecture(pm, cm, 1, 2).config["scan"] == "stage"
+    names = [t.__name__ for t in TRAINERS]
+    assert len(set(names)) == len(names) and not any("__" in n for n in names)
+
+
+def _trainer(tmp_path, monkeypatch, configuration="3d_fullres", cls=SSSTrainer_tiny):
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))  # nnunetv2.paths reads them at call time
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    data = tmp_path / "Dataset999_Unit" / "nnUNetPlans_3d"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "case.b2nd").touch()  # initialize() infers the dataset format from file endings only
+    plans = copy.deepcopy(PLANS)
+    plans["continue_training"] = False
+    dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "CT"}, "numTraining": 2,
+                    "file_ending": ".nii.gz"}
+    return cls(plans, configuration, 0, dataset_json, torch.device("cpu"))
+
+
+def test_unknown_configuration_is_a_clear_message(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="configuration '3d_cascade_fullres' is not in the plans.*Available: 2d"):
+        _trainer(tmp_path, monkeypatch, "3d_cascade_fullres")
+
+
+def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, monkeypatch)
+    trainer.initialize()
+    with pytest.raises(SystemExit, match="written by trainer 'nnUNetTrainer', not 'SSSTrainer_tiny'"):
+        trainer.load_checkpoint({"trainer_name": "nnUNetTrainer", "network_weights": {}})
+    # and a dict checkpoint of the right trainer loads (nnunetv2 2.8.1's own load_checkpoint(dict) fails)
+    ckpt = {
+        "trainer_name": "SSSTrainer_tiny", "network_weights": trainer.network.state_dict(),
+        "optimizer_state": trainer.optimizer.state_dict(), "grad_scaler_state": None,
+        "logging": trainer.logger.get_checkpoint(), "_best_ema": 0.5, "current_epoch": 3,
+        "init_args": trainer.my_init_kwargs,
+    }
+    trainer.load_checkpoint(ckpt)
+    assert trainer.current_epoch == 3 and trainer._best_ema == 0.5
+
+
+def test_optimizer_groups_and_schedule(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, monkeypatch, cls=SSSTrainer)
+    trainer.initialize()
+    decayed, plain = trainer.optimizer.param_groups
+    assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
+    sched = trainer.lr_scheduler
+    lrs = [sched.lr_at(e) for e in range(trainer.num_epochs)]
+    warm = sched.warmup_steps
+    assert warm == 50 and lrs[warm - 1] == pytest.approx(trainer.initial_lr * warm / (warm + 1))
+    assert max(lrs) <= trainer.initial_lr and lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
+
+
+def test_schedule_steps_like_nnunet():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    sched = WarmupCosineLR(opt, 1.0, max_steps=10, warmup_steps=2)
+    sched.step(0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1 / 3)
+    sched.step(2)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)
+    sched.step(10)
+    assert sched.get_last_lr()[0] == pytest.approx(1e-6)
+
+
+def test_startup_hook_appends_and_can_be_switched_off():
+    assert hook.extended("") == hook.SHIM_DIR
+    mine = os.pathsep.join(["/a", "/b"])
+    assert hook.extended(mine) == os.pathsep.join(["/a", "/b", hook.SHIM_DIR])
+    assert hook.extended(hook.extended(mine)) == hook.extended(mine)  # never twice
+    probe = [sys.executable, "-c", "import os; print(os.environ.get('nnUNet_extTrainer'))"]
+    env = {k: v for k, v in os.environ.items() if k not in ("nnUNet_extTrainer", hook.OFF)}
+    fresh = subprocess.run(probe, env=dict(env, nnUNet_extTrainer="/mine"), capture_output=True, text=True)
+    assert fresh.stdout.strip() == os.pathsep.join(["/mine", hook.SHIM_DIR])  # the installed .pth ran
+    off = subprocess.run(probe, env=dict(env, nnUNet_extTrainer="/mine", **{hook.OFF: "1"}), capture_output=True,
+                         text=True)
+    assert off.stdout.strip() == "/mine"
+    assert sorted(p.name for p in os.scandir(hook.SHIM_DIR) if p.name.endswith(".py")) == ["sss_nnunet_trainers.py"]
