@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler's start/stop lines out of the table
+from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from benchmarks._memory import peak_memory_mb  # noqa: E402
 from sss_nnunet.kernels import bi_wkv
 from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
 
@@ -40,20 +39,6 @@ def inputs(T: int, C: int, requires_grad: bool = False) -> list[torch.Tensor]:
 
 def forward_backward(xs: list[torch.Tensor]) -> None:
     bi_wkv(*xs, backend="torch").sum().backward()
-
-
-def peak_memory_mb(T: int, C: int) -> float:
-    """High-water mark (MB) of tensor memory allocated during forward+backward at T."""
-    xs = inputs(T, C, requires_grad=True)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        forward_backward(xs)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak / 2**20
 
 
 def best_times(Ts: list[int], C: int, repeats: int) -> dict[int, dict[str, float]]:
@@ -92,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             bi_wkv_naive(w, u, k, v)
             naive = time.perf_counter() - t0
-        r = {"T": T, **times[T], "naive_fwd_s": naive, "peak_mb": peak_memory_mb(T, args.C)}
+        xs = inputs(T, args.C, requires_grad=True)
+        r = {"T": T, **times[T], "naive_fwd_s": naive, "peak_mb": peak_memory_mb(lambda: forward_backward(xs))}  # noqa: B023
         rows.append(r)
         ratio = f"{naive / r['fwd_s']:10.0f}" if naive else f"{'-':>10}"
         naive_s = f"{naive:10.3f}s" if naive else f"{'(skipped)':>11}"

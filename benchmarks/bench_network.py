@@ -15,19 +15,18 @@ Targets at 1x1x64x128x128, 14 classes: params <= 34.4 M and MACs <= 38 G (80% of
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from pathlib import Path
 
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from sss_nnunet.network import RWKVSSS  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from benchmarks._memory import peak_memory_mb  # noqa: E402
+from sss_nnunet.network import RWKVSSS
 
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2)]
 FEATURES = [32, 64, 128, 256, 320, 320]
@@ -64,18 +63,6 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def peak_memory_mb(model: nn.Module, x: torch.Tensor) -> float:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        train_step(model, x)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak / 2**20
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], help="D H W in voxels")
@@ -103,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             train_step(m, x)
             rows[name]["fwd_bwd_s"] = min(rows[name]["fwd_bwd_s"], time.perf_counter() - t0)
     for name, m in models.items():
-        rows[name]["peak_mb"] = peak_memory_mb(m, x)
+        rows[name]["peak_mb"] = peak_memory_mb(lambda: train_step(m, x))  # noqa: B023
 
     print(f"{'model':<15} {'params (M)':>10} {'MACs (G)':>9} {'fwd (s)':>8} {'fwd+bwd (s)':>11} {'peak mem (MB)':>13}")
     for name, r in rows.items():

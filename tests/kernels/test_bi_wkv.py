@@ -8,14 +8,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sss_nnunet.kernels import ENV_BACKEND, bi_wkv, resolve_backend
 from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
-from tests.kernels.wkv_cases import CASES, Case, assert_matches, errors, make_inputs, reference
+from tests.kernels.wkv_cases import CASES, Case, assert_matches, errors, make_inputs, reference, run_op
 
 
 def run(w, u, k, v, gy, backend="torch"):
-    xs = [t.detach().clone().requires_grad_() for t in (w, u, k, v)]
-    y = bi_wkv(*xs, backend=backend)
-    y.backward(gy)
-    return y.detach(), [t.grad for t in xs]
+    return run_op(w, u, k, v, gy, backend)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

@@ -13,7 +13,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover - guard for di
 
 from sss_nnunet.kernels import ENV_BACKEND, bi_wkv  # noqa: E402
 from sss_nnunet.kernels.wkv import torch_scan, triton_kernels  # noqa: E402
-from tests.kernels.wkv_cases import SHAPES_T, Case, assert_matches, errors, make_inputs, reference  # noqa: E402
+from tests.kernels.wkv_cases import SHAPES_T, Case, assert_matches, errors, make_inputs, reference, run_op  # noqa: E402
 
 # The interpreter runs each program's token loop in Python: keep B small at large T.
 CASES = (
@@ -23,11 +23,8 @@ CASES = (
 )
 
 
-def run(w, u, k, v, gy):
-    xs = [t.detach().clone().requires_grad_() for t in (w, u, k, v)]
-    y = bi_wkv(*xs, backend="triton")
-    y.backward(gy)
-    return y.detach(), [t.grad for t in xs]
+def run(w, u, k, v, gy, backend="triton"):
+    return run_op(w, u, k, v, gy, backend)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

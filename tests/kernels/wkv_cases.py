@@ -44,6 +44,16 @@ def reference(w, u, k, v, gy) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return y.detach(), [t.grad for t in xs]
 
 
+def run_op(w, u, k, v, gy, backend: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """y and (dw, du, dk, dv) of the public op with the given backend."""
+    from sss_nnunet.kernels import bi_wkv
+
+    xs = [t.detach().clone().requires_grad_() for t in (w, u, k, v)]
+    y = bi_wkv(*xs, backend=backend)
+    y.backward(gy)
+    return y.detach(), [t.grad for t in xs]
+
+
 def rel_err(actual: torch.Tensor, ref: torch.Tensor) -> float:
     """max |actual - ref| / max(max |ref|, 1).
 
