@@ -121,3 +121,10 @@ def test_a_user_subclass_in_their_own_folder(workspace, tmp_path):
     ckpt = checkpoint(root, "MyLabTrainer")
     assert ckpt["trainer_name"] == "MyLabTrainer"
     assert any("ups.0.body.weight" == k.split("decoder.")[-1] for k in ckpt["network_weights"])  # transposed conv
+
+
+def test_fold_all_trains_on_every_training_case(workspace):
+    root, env = workspace
+    run(["nnUNetv2_train", "977", "3d_fullres", "all", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
+    ckpt = checkpoint(root, "SSSTrainer_tiny", fold="fold_all")
+    assert ckpt["trainer_name"] == "SSSTrainer_tiny" and ckpt["init_args"]["fold"] == "all"

@@ -82,6 +82,17 @@ def _shifts(t, T, beta):
 
 
 @triton.jit
+def _chunk_program(n_chunks, C, BLOCK_C: tl.constexpr):
+    """(channel block, batch, chunk) of a 1-D grid of n_chunks * cdiv(C, BLOCK_C) * B programs
+    (1-D: CUDA allows 2^31 - 1 programs on x, only 65535 on y and z)."""
+    pid = tl.program_id(0)
+    n = pid % n_chunks
+    rest = pid // n_chunks
+    n_cb = tl.cdiv(C, BLOCK_C)
+    return rest % n_cb, (rest // n_cb).to(tl.int64), n
+
+
+@triton.jit
 def _signs(w_ptr, c, mask):
     """w+ = max(w, 0) (the decay every scan uses) and beta = max(-w, 0)."""
     w = tl.load(w_ptr + c, mask=mask, other=0.0)
@@ -96,9 +107,7 @@ def wkv_fwd_summary_kernel(
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc,
     BLOCK_C: tl.constexpr,
 ):
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
-    n = tl.program_id(2)
+    pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, beta = _signs(w_ptr, c, mask)
@@ -128,8 +137,7 @@ def wkv_fwd_carry_kernel(
     T, C, n_chunks, chunk,
     BLOCK_C: tl.constexpr,
 ):
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
+    pid_c, bi, _ = _chunk_program(1, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, _ = _signs(w_ptr, c, mask)
@@ -159,9 +167,7 @@ def wkv_fwd_output_kernel(
 ):
     """y (B, T, C) in its own dtype; logd, yr (B, T, C) float32. yr first parks the right
     scan's C~/D~ of each token, then receives the float32 y (the caller's y_hi)."""
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
-    n = tl.program_id(2)
+    pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, beta = _signs(w_ptr, c, mask)
@@ -220,9 +226,7 @@ def wkv_bwd_summary_kernel(
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc, s_gb, s_gt, s_gc,
     BLOCK_C: tl.constexpr,
 ):
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
-    n = tl.program_id(2)
+    pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, beta = _signs(w_ptr, c, mask)
@@ -276,8 +280,7 @@ def wkv_bwd_carry_kernel(
     T, C, n_chunks, chunk,
     BLOCK_C: tl.constexpr,
 ):
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
+    pid_c, bi, _ = _chunk_program(1, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, _ = _signs(w_ptr, c, mask)
@@ -329,9 +332,7 @@ def wkv_bwd_output_kernel(
 ):
     """dk, dv: (B, T, C) float32; the right-to-left pass parks its S[g], S[g y] there.
     dw, du: (B, n_chunks, C) float32 partials of this program."""
-    pid_c = tl.program_id(0)
-    bi = tl.program_id(1).to(tl.int64)
-    n = tl.program_id(2)
+    pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = c < C
     wp, beta = _signs(w_ptr, c, mask)
@@ -417,9 +418,9 @@ def bi_wkv_forward(
     yr = torch.empty(B, T, C, **f32)
     cb = triton.cdiv(C, block_c)
     st = _strides(k, v)
-    wkv_fwd_summary_kernel[(cb, B, nc)](k, v, w32, summ, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1)
-    wkv_fwd_carry_kernel[(cb, B)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
-    wkv_fwd_output_kernel[(cb, B, nc)](
+    wkv_fwd_summary_kernel[(nc * cb * B,)](k, v, w32, summ, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1)
+    wkv_fwd_carry_kernel[(cb * B,)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
+    wkv_fwd_output_kernel[(nc * cb * B,)](
         k, v, w32, u32, carry, y, logd, yr, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1
     )
     return y, logd, (yr if v.dtype in (torch.float16, torch.bfloat16) else yr.new_empty(0))
@@ -444,11 +445,11 @@ def bi_wkv_backward(
     du_part = torch.empty(B, nc, C, **f32)
     cb = triton.cdiv(C, block_c)
     st = _strides(k, v, gy)
-    wkv_bwd_summary_kernel[(cb, B, nc)](
+    wkv_bwd_summary_kernel[(nc * cb * B,)](
         k, v, gy, y, logd, w32, summ, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1
     )
-    wkv_bwd_carry_kernel[(cb, B)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
-    wkv_bwd_output_kernel[(cb, B, nc)](
+    wkv_bwd_carry_kernel[(cb * B,)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
+    wkv_bwd_output_kernel[(nc * cb * B,)](
         k, v, gy, y, logd, w32, u32, carry, dk, dv, dw_part, du_part, T, C, nc, chunk, *st,
         BLOCK_C=block_c, num_warps=1,
     )
