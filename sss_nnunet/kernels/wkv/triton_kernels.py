@@ -93,6 +93,12 @@ def _chunk_program(n_chunks, C, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
+def _load(ptr, bi, t, c, s_b, s_t, s_c, mask):
+    """Token t of batch bi, channels c, of a strided (B, T, C) tensor, as float32."""
+    return tl.load(ptr + bi * s_b + t * s_t + c * s_c, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _signs(w_ptr, c, mask):
     """w+ = max(w, 0) (the decay every scan uses) and beta = max(-w, 0)."""
     w = tl.load(w_ptr + c, mask=mask, other=0.0)
@@ -122,8 +128,8 @@ def wkv_fwd_summary_kernel(
             t = _token(i, direction == 1, start, n_tok)
             phi_f, phi_r, _, _, _ = _shifts(t, T, beta)
             t = t.to(tl.int64)
-            x = tl.load(k_ptr + bi * s_kb + t * s_kt + c * s_kc, mask=mask, other=0.0).to(tl.float32)
-            v = tl.load(v_ptr + bi * s_vb + t * s_vt + c * s_vc, mask=mask, other=0.0).to(tl.float32)
+            x = _load(k_ptr, bi, t, c, s_kb, s_kt, s_kc, mask)
+            v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
             x = x - tl.where(direction == 1, phi_r, phi_f)
             p, a, b, _ = _step(p, a, b, wp, x, v, 1.0)
         tl.store(base + (3 * direction + 0) * C, a, mask=mask)
@@ -188,8 +194,8 @@ def wkv_fwd_output_kernel(
         b_safe = tl.where(has, b, 1.0)
         tl.store(yr_ptr + o, tl.where(has, a / b_safe, 0.0), mask=mask)
         tl.store(logd_ptr + o, tl.where(has, p + tl.log(b_safe), NEG), mask=mask)
-        x = tl.load(k_ptr + bi * s_kb + t * s_kt + c * s_kc, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + bi * s_vb + t * s_vt + c * s_vc, mask=mask, other=0.0).to(tl.float32)
+        x = _load(k_ptr, bi, t, c, s_kb, s_kt, s_kc, mask)
+        v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
         p, a, b, _ = _step(p, a, b, wp, x - phi_r, v, 1.0)
     # left to right: combine left scan, parked right scan and the token's own bonus term
     a = tl.load(cbase, mask=mask, other=0.0)
@@ -200,8 +206,8 @@ def wkv_fwd_output_kernel(
         phi_f, _, lam_f, lam_r, diag = _shifts(t, T, beta)
         t = t.to(tl.int64)
         o = (bi * T + t) * C + c
-        x = tl.load(k_ptr + bi * s_kb + t * s_kt + c * s_kc, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + bi * s_vb + t * s_vt + c * s_vc, mask=mask, other=0.0).to(tl.float32)
+        x = _load(k_ptr, bi, t, c, s_kb, s_kt, s_kc, mask)
+        v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
         yr = tl.load(yr_ptr + o, mask=mask, other=0.0)
         lr = tl.load(logd_ptr + o, mask=mask, other=NEG) + lam_r
         af = p + lam_f
@@ -249,9 +255,9 @@ def wkv_bwd_summary_kernel(
             phi_f, phi_r, lam_f, lam_r, _ = _shifts(t, T, beta)
             t = t.to(tl.int64)
             o = (bi * T + t) * C + c
-            x = tl.load(k_ptr + bi * s_kb + t * s_kt + c * s_kc, mask=mask, other=0.0).to(tl.float32)
-            v = tl.load(v_ptr + bi * s_vb + t * s_vt + c * s_vc, mask=mask, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + bi * s_gb + t * s_gt + c * s_gc, mask=mask, other=0.0).to(tl.float32)
+            x = _load(k_ptr, bi, t, c, s_kb, s_kt, s_kc, mask)
+            v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
+            g = _load(g_ptr, bi, t, c, s_gb, s_gt, s_gc, mask)
             y = tl.load(y_ptr + o, mask=mask, other=0.0)
             ld = tl.load(logd_ptr + o, mask=mask, other=0.0)
             key = tl.where(direction == 1, lam_f, lam_r) - ld
@@ -360,9 +366,9 @@ def wkv_bwd_output_kernel(
             phi_f, phi_r, lam_f, lam_r, diag = _shifts(t, T, beta)
             t = t.to(tl.int64)
             o = (bi * T + t) * C + c
-            x = tl.load(k_ptr + bi * s_kb + t * s_kt + c * s_kc, mask=mask, other=0.0).to(tl.float32)
-            v = tl.load(v_ptr + bi * s_vb + t * s_vt + c * s_vc, mask=mask, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + bi * s_gb + t * s_gt + c * s_gc, mask=mask, other=0.0).to(tl.float32)
+            x = _load(k_ptr, bi, t, c, s_kb, s_kt, s_kc, mask)
+            v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
+            g = _load(g_ptr, bi, t, c, s_gb, s_gt, s_gc, mask)
             y = tl.load(y_ptr + o, mask=mask, other=0.0)
             ld = tl.load(logd_ptr + o, mask=mask, other=0.0)
             # this direction's share of S[g], S[g y] and of dw (exponents <= ~0: no overflow)
