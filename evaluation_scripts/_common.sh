@@ -18,7 +18,7 @@ Options:
   --fold F          fold whose checkpoint predicts (default: 0)
   --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
   --config NAME     nnU-Net configuration (default: 3d_fullres)
-  --plans NAME      plans identifier (default: SSSPlans)
+  --plans NAME      plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after `sss-nnunet plan`)
   --protocol P      paper | strict (default: paper; see 'sss-nnunet evaluate -h')
   -d, --dataset ID  nnU-Net dataset id (default: ${EVAL_DATASET_ID})
   --checkpoint F    checkpoint file name (default: checkpoint_final.pth)
@@ -95,7 +95,7 @@ sss_check_model() {
 }
 
 sss_eval_main() {
-    TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=3d_fullres PLANS=SSSPlans PROTOCOL=paper
+    TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=3d_fullres PLANS=nnUNetPlans PROTOCOL=paper
     DATASET_ID=$EVAL_DATASET_ID CHECKPOINT=checkpoint_final.pth DEVICE="" OUTPUT="" WORKERS="" DRY_RUN=0
     local extra=()
     while (($#)); do

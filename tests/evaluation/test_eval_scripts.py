@@ -47,7 +47,7 @@ def test_dry_run_defaults(key, tmp_path):
     assert result.returncode == 0, result.stderr
     dataset_id, name = DATASETS[key]
     raw = tmp_path / "raw" / name
-    out = tmp_path / "results" / name / "SSSTrainer__SSSPlans__3d_fullres" / "predictions_imagesTs_fold_0"
+    out = tmp_path / "results" / name / "SSSTrainer__nnUNetPlans__3d_fullres" / "predictions_imagesTs_fold_0"
     predict, evaluate, show = commands(result.stdout)
     assert predict == [
         "nnUNetv2_predict",
@@ -62,7 +62,7 @@ def test_dry_run_defaults(key, tmp_path):
         "-tr",
         "SSSTrainer",
         "-p",
-        "SSSPlans",
+        "nnUNetPlans",
         "-f",
         "0",
         "-chk",
