@@ -52,6 +52,20 @@ def scan_orders(mode: str, dims: int) -> tuple[list[tuple[int, ...]], bool]:
     raise ValueError(f"unknown scan mode {mode!r}; expected one of {SCAN_MODES}")
 
 
+def stage_scan(orders: list[tuple[int, ...]], r: int, n_rwkv: int) -> tuple[list[tuple[int, ...]], list[float]]:
+    """Scan orders of RWKV stage r (0 = first RWKV stage) and their initial softmax logits.
+
+    With two orders the weight moves from the first, (D, H, W), at the first RWKV stage to
+    the reverse, (W, H, D), at the deepest; the dominant order is listed first, and the
+    direction-aware shift follows it (it skips that order's fastest axis).
+    """
+    if len(orders) == 1:
+        return orders, [0.0]
+    tilt = 1.0 - 2.0 * r / max(n_rwkv - 1, 1)
+    ordered = orders if tilt >= 0 else orders[::-1]
+    return ordered, [abs(tilt), -abs(tilt)]
+
+
 def _per_stage(value, n: int, name: str) -> list:
     if isinstance(value, (int, float)) or value is None:
         return [value] * n
@@ -226,11 +240,10 @@ class RWKVSSS(nn.Module):
                 if s < first:
                     layers.append(ResidualConvBlock(C, kernels[s], ops, conv_block))
                     continue
-                r = s - first  # stage-dependent order weights: the first order fades with depth
-                tilt = 1.0 - 2.0 * r / max(n_rwkv - 1, 1)
+                stage_orders, bias = stage_scan(orders, s - first, n_rwkv)
                 layers.append(StageScanBlock(
-                    C, dims, global_windows[s], local_windows[s], orders, snake, shift, wkv_pool[s],
-                    mlp_ratio, layer=(block_id, n_blocks), order_bias=[tilt, -tilt][: len(orders)],
+                    C, dims, global_windows[s], local_windows[s], stage_orders, snake, shift, wkv_pool[s],
+                    mlp_ratio, layer=(block_id, n_blocks), order_bias=bias,
                     drop_path=rates[block_id], layer_scale=layer_scale,
                 ))
                 block_id += 1

@@ -153,3 +153,14 @@ def test_invalid_arguments_are_rejected():
         RWKVSSS(1, 2, 3, [8, 16, 32], nn.Conv1d, 3, [1, 2, 2])
     with pytest.raises(ValueError, match="one value per stage"):
         small_net(3, depths=[1, 1])
+
+
+def test_scan_weights_and_shift_directions_depend_on_the_stage():
+    from sss_nnunet.network.rwkv import StageScanBlock
+
+    net = RWKVSSS(1, 2, 5, [8, 16, 16, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2, 2])
+    blocks = [b for b in net.modules() if isinstance(b, StageScanBlock)]
+    first, last = blocks[0].global_mix, blocks[-1].global_mix
+    assert first.orders[0] == (0, 1, 2) and last.orders[0] == (2, 1, 0)  # dominant order first
+    assert torch.softmax(first.order_logits, 0)[0] > 0.5 and torch.softmax(last.order_logits, 0)[0] > 0.5
+    assert {a for a, _ in first.shift} == {0, 1} and {a for a, _ in last.shift} == {1, 2}
