@@ -22,8 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 def _available() -> dict[str, tuple[str, str]]:
-    return {n: v for n, v in COMMANDS.items() if importlib.util.find_spec(v[0]) is not None}
+    return {n: v for n, v in COMMANDS.items() if _exists(v[0])}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
