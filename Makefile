@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-# Until the end-to-end demo lands, the main job is the Bi-WKV kernel benchmark.
+# The main job: synthetic CT dataset -> stock nnU-Net plan/train/predict -> evaluation (CPU, ~11 min).
 demo: $(STAMP)
-	$(PY) benchmarks/bench_bi_wkv.py $(DEMO_ARGS)
+	$(VENV)/bin/sss-nnunet demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,7 @@ class SSSTrainer(nnUNetTrainer):
     iterations_per_epoch: int | None = None
     val_iterations_per_epoch: int | None = None
     checkpoint_every: int | None = None  # nnU-Net's save_every (default 50 epochs)
+    learning_rate = 1e-3
     warmup_fraction = 0.05
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -73,7 +74,7 @@ class SSSTrainer(nnUNetTrainer):
                 f"nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
             )
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 1e-3
+        self.initial_lr = self.learning_rate
         self.weight_decay = 1e-2
         epochs = os.environ.get(self.epochs_env, self.epochs) if self.epochs_env else self.epochs
         if epochs is not None:

@@ -27,9 +27,11 @@ class SSSTrainer_250epochs(SSSTrainer):
 
 
 class SSSTrainer_demo(SSSTrainer):
-    """The ``sss-nnunet demo`` run on the built-in synthetic dataset (minutes on a CPU)."""
+    """The ``sss-nnunet demo`` run on the built-in synthetic dataset (about 9 minutes of training on
+    2 CPU cores): 22 epochs of 25 iterations, a higher peak learning rate for the short schedule."""
 
-    epochs = 16
+    learning_rate = 2e-3
+    epochs = 22
     iterations_per_epoch = 25
     val_iterations_per_epoch = 2
 
