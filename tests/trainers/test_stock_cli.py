@@ -33,16 +33,21 @@ def run(cmd: list[str], env: dict, timeout: int = 900) -> str:
     return out
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stock_cli")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+def stock_env(root: Path) -> dict:
+    """The caller's environment with nnU-Net's three folders under ``root`` and our hook active."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SSS_NNUNET_NO_EXT_TRAINER"}
     env.update(
         nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
         nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_n_proc_DA="1",
         SSS_TINY_EPOCHS="1", PYTHONWARNINGS="ignore",
     )
-    env.pop("SSS_NNUNET_NO_EXT_TRAINER", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stock_cli")
+    env = stock_env(root)
     write_tiny_dataset(root / "raw")
     run(["nnUNetv2_plan_and_preprocess", "-d", "977", "-c", "3d_fullres", "-np", "2", "-npfp", "2",
          "--verify_dataset_integrity"], env)
@@ -128,3 +133,21 @@ def test_fold_all_trains_on_every_training_case(workspace):
     run(["nnUNetv2_train", "977", "3d_fullres", "all", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
     ckpt = checkpoint(root, "SSSTrainer_tiny", fold="fold_all")
     assert ckpt["trainer_name"] == "SSSTrainer_tiny" and ckpt["init_args"]["fold"] == "all"
+
+
+def test_region_dataset_trains_and_predicts(tmp_path):
+    """A region-based dataset (BraTS style: overlapping regions, regions_class_order) through the stock CLI."""
+    env = stock_env(tmp_path)
+    folder = write_tiny_dataset(tmp_path / "raw", dataset_id=978, n_train=5, n_test=1, regions=True)
+    run(["nnUNetv2_plan_and_preprocess", "-d", "978", "-c", "2d", "-np", "2", "-npfp", "2"], env)
+    run(["nnUNetv2_train", "978", "2d", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
+    ckpt = torch.load(tmp_path / "results" / folder.name / "SSSTrainer_tiny__nnUNetPlans__2d" / "fold_0"
+                      / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    heads = [v for k, v in ckpt["network_weights"].items() if k.startswith("decoder.heads.") and k.endswith(".weight")]
+    assert heads and all(h.shape[0] == 2 for h in heads)  # one sigmoid output per region, no background channel
+    out_dir = tmp_path / "pred"
+    run(["nnUNetv2_predict", "-i", str(folder / "imagesTs"), "-o", str(out_dir), "-d", "978", "-c", "2d",
+         "-tr", "SSSTrainer_tiny", "-f", "0", "-device", "cpu", "--disable_progress_bar"], env)
+    preds = list(out_dir.glob("*.nii.gz"))
+    assert len(preds) == 1
+    assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(preds[0]))))) <= {0, 1, 2}
