@@ -26,10 +26,10 @@ def extended(value: str | None) -> str:
     return os.pathsep.join(parts)
 
 
-def explaining(previous):  # noqa: ANN001, ANN201 (typing would cost an import at every start-up)
+def explaining(previous):  # no annotations: typing would cost an import at every start-up
     """``sys.excepthook`` that prints ``_stock_cli_errors.explain``'s message when it has one, else defers."""
 
-    def hook(kind, exc, tb):  # noqa: ANN001, ANN202
+    def hook(kind, exc, tb):
         try:
             from sss_nnunet._stock_cli_errors import explain
 

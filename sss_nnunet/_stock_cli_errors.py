@@ -18,15 +18,18 @@ from pathlib import Path
 _DATASET = re.compile(r"Dataset(\d{3})_\w+")
 
 
-def _under(path: Path, env_var: str) -> Path | None:
-    """``path`` relative to the folder in ``$env_var``, or None when it is not inside it."""
+def _inside(path: Path, env_var: str) -> bool:
+    """Whether ``path`` lies inside the folder named by ``$env_var`` (False when it is unset)."""
     base = os.environ.get(env_var)
-    if not base:
-        return None
-    try:
-        return path.resolve().relative_to(Path(base).resolve())
-    except ValueError:
-        return None
+    return bool(base) and path.resolve().is_relative_to(Path(base).resolve())
+
+
+def _planning_command(plans: str, dataset_id: str) -> str:
+    """The command that writes the plans file ``<plans>.json`` of a dataset."""
+    if plans == "SSSPlans":
+        return f"sss-nnunet plan -d {dataset_id}"
+    rename = "" if plans == "nnUNetPlans" else f" -overwrite_plans_name {plans}"
+    return f"nnUNetv2_plan_and_preprocess -d {dataset_id}{rename}"
 
 
 def explain(exc: BaseException) -> str | None:
@@ -38,15 +41,12 @@ def explain(exc: BaseException) -> str | None:
     path = Path(exc.filename)
     match = _DATASET.search(str(path))
     dataset_id = str(int(match.group(1))) if match else "ID"
-    if _under(path, "nnUNet_preprocessed") is not None:
+    if _inside(path, "nnUNet_preprocessed"):
         plans = path.stem if path.suffix == ".json" and path.name != "dataset.json" else "nnUNetPlans"
-        make = (f"sss-nnunet plan -d {dataset_id}" if plans == "SSSPlans"
-                else f"nnUNetv2_plan_and_preprocess -d {dataset_id}" + ("" if plans == "nnUNetPlans" else
-                                                                        f" -overwrite_plans_name {plans}"))
         return (f"{path} does not exist: the dataset has not been planned and preprocessed "
                 f"with the plans '{plans}' (nnUNet_preprocessed={os.environ['nnUNet_preprocessed']}). "
-                f"Create them with: {make}")
-    if _under(path, "nnUNet_results") is not None:
+                f"Create them with: {_planning_command(plans, dataset_id)}")
+    if _inside(path, "nnUNet_results"):
         return (f"{path} does not exist: no trained model for this dataset / trainer / plans / configuration / fold "
                 f"(nnUNet_results={os.environ['nnUNet_results']}). Train it first with: "
                 f"nnUNetv2_train {dataset_id} CONFIGURATION FOLD -tr TRAINER")
