@@ -8,7 +8,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sss_nnunet.kernels import ENV_BACKEND, bi_wkv, resolve_backend
 from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
-from tests.kernels.wkv_cases import CASES, Case, assert_matches, errors, make_inputs, reference, run_op
+from tests.kernels.wkv_cases import (
+    CASES,
+    Case,
+    assert_backend_matches_reference,
+    assert_matches,
+    errors,
+    make_inputs,
+    reference,
+    run_op,
+)
 
 
 def run(w, u, k, v, gy, backend="torch"):
@@ -17,12 +26,7 @@ def run(w, u, k, v, gy, backend="torch"):
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_torch_backend_matches_reference(case: Case):
-    w, u, k, v, gy = make_inputs(case)
-    y_ref, g_ref = reference(w, u, k, v, gy)
-    y, grads = run(w, u, k, v, gy)
-    assert y.dtype == v.dtype and y.shape == v.shape
-    assert [g.dtype for g in grads] == [w.dtype, u.dtype, k.dtype, v.dtype]
-    assert_matches(errors(y, grads, y_ref, g_ref), case)
+    assert_backend_matches_reference(case, "torch")
 
 
 @pytest.mark.parametrize("w_max", [0.5, 20.0])

@@ -13,7 +13,16 @@ if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover - guard for di
 
 from sss_nnunet.kernels import ENV_BACKEND, bi_wkv  # noqa: E402
 from sss_nnunet.kernels.wkv import torch_scan, triton_kernels  # noqa: E402
-from tests.kernels.wkv_cases import SHAPES_T, Case, assert_matches, errors, make_inputs, reference, run_op  # noqa: E402
+from tests.kernels.wkv_cases import (  # noqa: E402
+    SHAPES_T,
+    Case,
+    assert_backend_matches_reference,
+    assert_matches,
+    errors,
+    make_inputs,
+    reference,
+    run_op,
+)
 
 # The interpreter runs each program's token loop in Python: keep B small at large T.
 CASES = (
@@ -29,11 +38,7 @@ def run(w, u, k, v, gy, backend="triton"):
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_triton_matches_reference(case: Case):
-    w, u, k, v, gy = make_inputs(case)
-    y_ref, g_ref = reference(w, u, k, v, gy)
-    y, grads = run(w, u, k, v, gy)
-    assert y.dtype == v.dtype
-    assert_matches(errors(y, grads, y_ref, g_ref), case)
+    assert_backend_matches_reference(case, "triton")
 
 
 @pytest.mark.parametrize(("T", "chunk", "block_c"), [(17, 4, 4), (33, 8, 16), (9, 16, 2)])

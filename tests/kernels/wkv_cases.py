@@ -93,6 +93,18 @@ def assert_matches(errs: dict[str, float], case: Case) -> None:
     assert not bad, f"{case}: errors above tolerance: {bad} (all: {errs})"
 
 
+def assert_backend_matches_reference(case: Case, backend: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Runs ``case`` through the public op with ``backend``, checks y and the four gradients against
+    the float64 reference (tolerances above) and their dtypes; returns (y, grads) for further checks."""
+    w, u, k, v, gy = make_inputs(case)
+    y_ref, g_ref = reference(w, u, k, v, gy)
+    y, grads = run_op(w, u, k, v, gy, backend)
+    assert y.dtype == v.dtype and y.shape == v.shape
+    assert [g.dtype for g in grads] == [w.dtype, u.dtype, k.dtype, v.dtype]
+    assert_matches(errors(y, grads, y_ref, g_ref), case)
+    return y, grads
+
+
 SHAPES_T = (1, 2, 3, 17, 256, 1000)
 CASES = (
     [Case(2, T, 37) for T in SHAPES_T]

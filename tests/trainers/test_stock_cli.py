@@ -8,9 +8,6 @@ nnUNet_extTrainer. Every command runs in a subprocess, exactly as a user types i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,29 +16,18 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from tests.trainers.stock import run_stock, stock_env
 from tests.trainers.tiny_dataset import write_tiny_dataset
 
-BIN = Path(sys.executable).parent
 DATASET = "Dataset977_Tiny"
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def run(cmd: list[str], env: dict, timeout: int = 900) -> str:
-    res = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], env=env, capture_output=True, text=True, timeout=timeout)
+    res = run_stock(cmd, env, timeout)
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"{' '.join(cmd)} failed ({res.returncode}):\n{out[-4000:]}"
     return out
-
-
-def stock_env(root: Path) -> dict:
-    """The caller's environment with nnU-Net's three folders under ``root`` and our hook active."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SSS_NNUNET_NO_EXT_TRAINER"}
-    env.update(
-        nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-        nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_n_proc_DA="1",
-        SSS_TINY_EPOCHS="1", PYTHONWARNINGS="ignore",
-    )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +40,12 @@ def workspace(tmp_path_factory):
     return root, env
 
 
-def results_folder(root: Path, trainer: str) -> Path:
-    return root / "results" / DATASET / f"{trainer}__nnUNetPlans__3d_fullres"
+def results_folder(root: Path, trainer: str, dataset: str = DATASET, configuration: str = "3d_fullres") -> Path:
+    return root / "results" / dataset / f"{trainer}__nnUNetPlans__{configuration}"
 
 
-def checkpoint(root: Path, trainer: str, fold: str = "fold_0") -> dict:
-    return torch.load(results_folder(root, trainer) / fold / "checkpoint_final.pth", weights_only=False,
+def checkpoint(root: Path, trainer: str, fold: str = "fold_0", **where: str) -> dict:
+    return torch.load(results_folder(root, trainer, **where) / fold / "checkpoint_final.pth", weights_only=False,
                       map_location="cpu")
 
 
@@ -141,8 +127,7 @@ def test_region_dataset_trains_and_predicts(tmp_path):
     folder = write_tiny_dataset(tmp_path / "raw", dataset_id=978, n_train=5, n_test=1, regions=True)
     run(["nnUNetv2_plan_and_preprocess", "-d", "978", "-c", "2d", "-np", "2", "-npfp", "2"], env)
     run(["nnUNetv2_train", "978", "2d", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
-    ckpt = torch.load(tmp_path / "results" / folder.name / "SSSTrainer_tiny__nnUNetPlans__2d" / "fold_0"
-                      / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    ckpt = checkpoint(tmp_path, "SSSTrainer_tiny", dataset=folder.name, configuration="2d")
     heads = [v for k, v in ckpt["network_weights"].items() if k.startswith("decoder.heads.") and k.endswith(".weight")]
     assert heads and all(h.shape[0] == 2 for h in heads)  # one sigmoid output per region, no background channel
     out_dir = tmp_path / "pred"

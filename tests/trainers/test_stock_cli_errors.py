@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sss_nnunet._stock_cli_errors import explain
-
-BIN = Path(sys.executable).parent
+from tests.trainers.stock import run_stock, stock_env
 
 
 @pytest.fixture
@@ -51,9 +48,7 @@ def test_other_errors_are_left_alone(folders, tmp_path_factory):
 
 
 def run(cmd: list[str], folders: Path, **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "SSS_NNUNET_NO_EXT_TRAINER"}
-    env.update(extra)
-    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]], env=env, capture_output=True, text=True, timeout=300)
+    return run_stock(cmd, dict(stock_env(folders), **extra), timeout=300)
 
 
 def test_stock_train_without_plans_prints_one_message(folders):
