@@ -268,3 +268,46 @@ def test_specs_are_2d_png_datasets():
         spec = SPECS[key]
         assert (spec.file_ending, spec.reader_writer, spec.labels) == (".png", "NaturalImage2DIO", {1: "lesion"})
     assert [SPECS[k].dataset_id for k in ("isic2016", "isic2017", "isic2018")] == [806, 807, 808]
+
+
+# ----------------------------------------------------------------------------- stock nnU-Net, 2D
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_plan_train_predict_evaluate_with_the_stock_cli(tmp_path):
+    """A converted ISIC 2016 tree: nnUNetv2_plan_and_preprocess -c 2d, nnUNetv2_train ... 2d 0 -tr
+    SSSTrainer_tiny (three input channels), nnUNetv2_predict on imagesTs, sss-nnunet evaluate."""
+    import torch
+
+    from tests.trainers.stock import run_stock, stock_env
+
+    env = stock_env(tmp_path)
+    raw = build_isic2016(tmp_path / "download")
+
+    def run(cmd: list[str]) -> str:
+        res = run_stock(cmd, env)
+        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-4000:]}"
+        return res.stdout + res.stderr
+
+    run(["sss-nnunet", "convert", "isic2016", "--raw", str(raw), "--resize", "32x48", "--workers", "1"])
+    folder = tmp_path / "raw" / "Dataset806_ISIC2016"
+    run(["nnUNetv2_plan_and_preprocess", "-d", "806", "-c", "2d", "-np", "2", "-npfp", "2",
+         "--verify_dataset_integrity"])
+    plans = load_json(tmp_path / "preprocessed" / "Dataset806_ISIC2016" / "nnUNetPlans.json")
+    assert plans["image_reader_writer"] == "NaturalImage2DIO"
+    run(["nnUNetv2_train", "806", "2d", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu"])
+    model = tmp_path / "results" / "Dataset806_ISIC2016" / "SSSTrainer_tiny__nnUNetPlans__2d"
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    first_conv = next(v for v in ckpt["network_weights"].values() if v.ndim == 4)
+    assert first_conv.shape[1] == 3  # R, G, B
+    pred = tmp_path / "pred"
+    run(["nnUNetv2_predict", "-i", str(folder / "imagesTs"), "-o", str(pred), "-d", "806", "-c", "2d",
+         "-tr", "SSSTrainer_tiny", "-f", "0", "-device", "cpu", "--disable_progress_bar"])
+    assert cases(pred, False) == names(ISIC2016_TEST)
+    for name in names(ISIC2016_TEST):
+        p = png(pred / f"{name}.png")
+        assert p.shape == (32, 48) and set(np.unique(p)) <= {0, 1}
+    out = run(["sss-nnunet", "evaluate", "--pred", str(pred), "--gt", str(folder / "labelsTs"),
+               "--dataset", "isic2016", "--quiet"])
+    assert "wrote metrics.csv" in out
+    summary = load_json(pred / "evaluation_paper" / "summary.json")
+    assert summary["n_cases"] == len(ISIC2016_TEST) and 0 <= summary["pooled"]["dsc"] <= 1
