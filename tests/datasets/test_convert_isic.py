@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +314,46 @@ def test_plan_train_predict_evaluate_with_the_stock_cli(tmp_path):
     assert "wrote metrics.csv" in out
     summary = load_json(pred / "evaluation_paper" / "summary.json")
     assert summary["n_cases"] == len(ISIC2016_TEST) and 0 <= summary["pooled"]["dsc"] <= 1
+
+
+# ----------------------------------------------------------------------------- training script
+SCRIPT = Path(__file__).resolve().parents[2] / "training_scripts" / "run_training_isic.sh"
+
+
+def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[var] = str(tmp_path / var)
+    env["nnUNet_extTrainer"] = str(tmp_path / "ext")
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("key", "size"), [("isic2016", "512"), ("isic2017", "256"), ("isic2018", "256")])
+def test_training_script_dry_run(tmp_path, key, size):
+    dataset_id = SPECS[key].dataset_id
+    result = run_script(tmp_path, key, "--dry-run", "--raw", "/data/isic archives")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"sss-nnunet convert {key} --raw /data/isic\\ archives --id {dataset_id} --resize {size}",
+        f"nnUNetv2_plan_and_preprocess -d {dataset_id} -c 2d --verify_dataset_integrity --clean",
+        f"nnUNetv2_train {dataset_id} 2d 0 -tr SSSTrainer",
+    ]
+    assert not (tmp_path / "nnUNet_raw").exists()
+
+
+def test_training_script_options(tmp_path):
+    result = run_script(tmp_path, "isic2018", "all", "--dry-run", "--raw", "/r", "--resize", "none", "--seed", "7",
+                        "--np", "2", "--trainer", "SSSTrainer_tiny", "--", "-device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "sss-nnunet convert isic2018 --raw /r --id 808 --workers 2 --seed 7",
+        "nnUNetv2_plan_and_preprocess -d 808 -c 2d --verify_dataset_integrity --clean -np 2 -npfp 2",
+    ] + [f"nnUNetv2_train 808 2d {f} -tr SSSTrainer_tiny -device cpu" for f in range(5)]
+    result = run_script(tmp_path, "isic2017", "--dry-run", "--raw", "/r", "--resize", "128x160", "--split", "t.txt")
+    assert result.stdout.splitlines()[0] == \
+        "sss-nnunet convert isic2017 --raw /r --id 807 --resize 128x160 --split t.txt"
+    assert "--config NAME   nnU-Net configuration (default 2d)" in run_script(tmp_path, "isic2017", "--help").stdout
+    for args, words in ((["--dry-run"], "give the dataset first"), (["isic2019"], "unknown dataset 'isic2019'"),
+                        (["isic2016", "--resize"], "--resize needs a value")):
+        result = run_script(tmp_path, *args)
+        assert result.returncode == 2 and words in result.stderr, result.stderr

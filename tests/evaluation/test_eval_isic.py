@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shlex
+import subprocess
 from importlib import resources
 from pathlib import Path
 
@@ -191,3 +194,43 @@ def test_published_isic_rows_match_markdown():
         expected = [row["metrics"].get(m) for m in isic.METRICS]
         assert expected == [None if v == "-" else float(v) for v in values]
         assert table["source"]
+
+
+# ----------------------------------------------------------------------------- evaluation script
+SCRIPT = Path(__file__).resolve().parents[2] / "evaluation_scripts" / "run_evaluation_isic.sh"
+
+
+def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    for var in ("raw", "preprocessed", "results"):
+        env[f"nnUNet_{var}"] = str(tmp_path / var)
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("key", ["isic2016", "isic2017", "isic2018"])
+def test_evaluation_script_dry_run(tmp_path, key):
+    from sss_nnunet.datasets.specs import SPECS
+
+    spec = SPECS[key]
+    raw = tmp_path / "raw" / spec.folder_name
+    for sub in ("imagesTs", "labelsTs"):
+        (raw / sub).mkdir(parents=True)
+    result = run_script(tmp_path, key, "--dry-run", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    predict, evaluate_, show = [shlex.split(ln) for ln in result.stdout.splitlines() if not ln.startswith("#")]
+    out = tmp_path / "results" / spec.folder_name / "SSSTrainer__nnUNetPlans__2d" / "predictions_imagesTs_fold_0"
+    assert predict == ["nnUNetv2_predict", "-i", f"{raw}/imagesTs", "-o", str(out), "-d", str(spec.dataset_id),
+                       "-c", "2d", "-tr", "SSSTrainer", "-p", "nnUNetPlans", "-f", "0", "-chk",
+                       "checkpoint_final.pth", "-device", "cpu"]
+    assert evaluate_[:9] == ["sss-nnunet", "evaluate", "--pred", str(out), "--gt", f"{raw}/labelsTs",
+                             "--dataset", key, "--protocol"]
+    assert show == ["cat", f"{out}/evaluation_paper/table.md"]
+
+
+def test_evaluation_script_needs_the_dataset(tmp_path):
+    result = run_script(tmp_path, "--dry-run")
+    assert result.returncode == 2 and "give the dataset first" in result.stderr
+    assert run_script(tmp_path, "--help").returncode == 0
+    help_text = run_script(tmp_path, "isic2017", "--help").stdout
+    assert "--config NAME     nnU-Net configuration (default: 2d)" in help_text
+    assert "SSSPlans after 'sss-nnunet plan'" in help_text  # no command substitution in the help
