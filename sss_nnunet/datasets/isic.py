@@ -288,7 +288,11 @@ def isic(key: str, raw: Path, split: Path | None = None, seed: int = DEFAULT_SEE
                      f"the training images only")
     pool: dict[str, tuple[Path, Path]] = {}
     for found in parts:
-        pool.update(found or {})
+        for name, files in (found or {}).items():
+            if name in pool:
+                raise SSSError(f"{files[0]}: image {name} is also {pool[name][0]}: the same image in two "
+                               f"parts of the download")
+            pool[name] = files
 
     if split is not None:
         train, test = read_split_file(split, sorted(pool))

@@ -253,6 +253,13 @@ def test_missing_ground_truth_folder(tree, nnunet_env, convert):
     fails(convert, nnunet_env, ["isic2016", "--raw", raw], raw, "ISBI2016_ISIC_Part1_Test_GroundTruth not found")
 
 
+def test_image_in_two_parts(tree, nnunet_env, convert):
+    raw = tree("isic2017")
+    dup = raw / "ISIC-2017_Validation_Data" / f"{isic_name(12)}.jpg"
+    dup.write_bytes((raw / "ISIC-2017_Training_Data" / f"{isic_name(12)}.jpg").read_bytes())
+    fails(convert, nnunet_env, ["isic2017", "--raw", raw], dup, "the same image in two parts")
+
+
 def test_bad_options(tree, nnunet_env, convert, tmp_path):
     raw = tree("isic2017")
     fails(convert, nnunet_env, ["isic2017", "--raw", raw, "--resize", "0x5"], "--resize", "HEIGHTxWIDTH")
