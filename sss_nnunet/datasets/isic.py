@@ -13,8 +13,8 @@ image folders (``*_superpixels.png``, ``*_metadata.csv``, LICENSE, ATTRIBUTION) 
                ISIC-2017_Training_Part1_GroundTruth/ISIC_0000000_segmentation.png
                ISIC-2017_Validation_Data/, ISIC-2017_Validation_Part1_GroundTruth/   150
                ISIC-2017_Test_v2_Data/, ISIC-2017_Test_v2_Part1_GroundTruth/         600
-    ISIC 2018  ISIC2018_Task1-2_Training_Input/ISIC_0024306.jpg                 2594 images
-               ISIC2018_Task1_Training_GroundTruth/ISIC_0024306_segmentation.png
+    ISIC 2018  ISIC2018_Task1-2_Training_Input/ISIC_0000000.jpg                 2594 images
+               ISIC2018_Task1_Training_GroundTruth/ISIC_0000000_segmentation.png
                ISIC2018_Task1-2_Validation_Input/, ISIC2018_Task1_Validation_GroundTruth/  100
                ISIC2018_Task1-2_Test_Input/, ISIC2018_Task1_Test_GroundTruth/          1000
 
