@@ -408,6 +408,9 @@ class StageScanBlock(nn.Module):
         C = self.norms[0].normalized_shape[0]
         if self.shift_mode == "qshift4":
             return direction_weights(qshift4_shares(spatial, device), C)
+        # detached: the gate learns through the weighted Bi-WKV outputs; a shift differentiable in its
+        # weights would keep 2 * dims shifted copies of the map for backward
+        weights = None if weights is None else weights.detach()
         return direction_weights(axis_shares(self.mix_modules[0].orders, weights, spatial, device), C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

