@@ -37,6 +37,7 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 SEED_ENV = "SSS_COMPARE_SEED"
@@ -95,14 +96,17 @@ def find_trainer(name: str, exclude: list[str] = ()) -> type:
     """The trainer class nnU-Net's ``nnUNetv2_train -tr name`` would use (nnunetv2's trainers,
     then ``nnUNet_extTrainer``; ``exclude``: folders to leave out). ``LookupError`` if there is none.
     """
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     old = os.environ.get(EXT_ENV)
     if old is not None:
         os.environ[EXT_ENV] = _excluding(old, list(exclude))
     chatter = io.StringIO()
     try:
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # import-time deprecation noise of the searched modules
             return recursive_find_trainer_class_by_name(name)
     except (RuntimeError, AssertionError) as e:
         raise LookupError(f"nnU-Net finds no trainer '{name}' ({str(e).splitlines()[0][:200]})") from None
