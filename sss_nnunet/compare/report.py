@@ -32,6 +32,11 @@ def _fmt(stat: dict | None, digits: int, scale: float = 1.0) -> str:
     return text if stat["sd"] is None else f"{text} ± {stat['sd'] * scale:.{digits}f}"
 
 
+def _short(message: str | None, n: int = 120) -> str:
+    text = (message or "no message").replace("|", "/").replace("\n", " ")
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def class_list(records: list[dict]) -> list[tuple[str, str]]:
     """(key, name) of the evaluated classes, from the first successful run."""
     for r in records:
@@ -66,7 +71,8 @@ def aggregate(trainers: list[str], records: list[dict]) -> list[dict]:
         elif not bad:
             status = "ok"
         else:
-            status = "; ".join(f"seed {r['seed']} FAILED at {r['step']}: see {r['log']}" for r in bad)
+            status = "; ".join(f"seed {r['seed']} FAILED at {r['step']} ({_short(r.get('message'))}): see {r['log']}"
+                               for r in bad)
             if ok:
                 status = f"{len(ok)}/{len(runs)} seeds ok; " + status
         rows.append({"trainer": trainer, "status": status, "n_ok": len(ok), "n_runs": len(runs),

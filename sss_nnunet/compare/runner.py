@@ -90,12 +90,21 @@ def run_logged(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], No
     return proc.returncode
 
 
-def tail(log: Path, n: int = 3) -> str:
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*: ")
+_SECONDARY = ("background workers are no longer alive",)
+
+
+def error_summary(log: Path, n: int = 3) -> str:
+    """The first exception line of a failed child's log (a traceback's last line; data-loader follow-up
+    errors skipped), else its last ``n`` non-empty lines."""
     try:
-        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+        lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
     except OSError:
         return ""
-    return " | ".join(x.strip()[:160] for x in lines[-n:])
+    errors = [x for x in lines if _ERROR_LINE.match(x) and not any(s in x for s in _SECONDARY)]
+    if errors:
+        return errors[0][:300]
+    return " | ".join(x[:160] for x in lines[-n:])
 
 
 class Progress:
@@ -203,7 +212,8 @@ class Comparison:
                 record, trained = self.run_one(trainer, seed)
                 self.progress.end_run(trained)
                 records.append(record)
-                status = "done" if record["status"] == "ok" else f"FAILED at {record['step']} (log: {record['log']})"
+                status = ("done" if record["status"] == "ok" else
+                          f"FAILED at {record['step']}: {record.get('message', '')[:200]} (log: {record['log']})")
                 self.progress.say(trainer, seed, status)
                 if on_record is not None:
                     on_record(records)
@@ -309,6 +319,6 @@ class Comparison:
 
     def _failed(self, base: dict, step: str, log: Path, code: int) -> dict:
         record = {**base, "status": "failed", "step": step, "log": str(log), "exit_code": code,
-                  "message": tail(log)}
+                  "message": error_summary(log)}
         atomic_write_json(Path(base["run_dir"]) / RESULT_FILE, record)
         return record

@@ -5,8 +5,9 @@ Datasets (ids and names in ``specs.py``): ``synapse`` (801, 8 organs, 18/12 pape
 (804 MSD Task01, or BraTS 2021 when the folder has that layout), ``brats2021`` (805).
 Also writes ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``.
 
-Built-in datasets (no download), with held-out test cases in imagesTs/labelsTs for ``sss-nnunet
-compare``: ``context`` (991) generates the synthetic long-range-context set
+Built-in datasets (no download), with held-out test cases in imagesTs/labelsTs for
+``sss-nnunet compare``: ``demo`` (990) writes the synthetic CT set of ``sss-nnunet demo``;
+``context`` (991) generates the synthetic long-range-context set
 (``sss_nnunet.datasets.synthetic_context``: a blob's class is decided by a marker 45-60 mm away);
 ``mni152`` (992) builds grey/white-matter cases from the real ICBM152 MR template and tissue maps that
 the nilearn package ships (``sss_nnunet.datasets.mni_tissue``; --raw DIR only to read them elsewhere).
@@ -21,7 +22,7 @@ from pathlib import Path
 from sss_nnunet.errors import SSSError
 
 DATASETS = ("synapse", "btcv", "acdc", "brats", "brats2021")
-BUILT_IN = {"context": 991, "mni152": 992}  # no download; default ids
+BUILT_IN = {"demo": 990, "context": 991, "mni152": 992}  # no download; default ids
 
 
 def default_workers() -> int:
@@ -45,10 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                         help="parallel processes (default: min(4, CPUs) = %(default)s)")
     built_in = parser.add_argument_group("built-in datasets (" + ", ".join(BUILT_IN) + ")")
-    built_in.add_argument("--train-cases", type=int, metavar="N", help="training cases (default: context 40, "
-                          "mni152 20)")
+    built_in.add_argument("--train-cases", type=int, metavar="N", help="training cases (default: demo 20, "
+                          "context 40, mni152 20)")
     built_in.add_argument("--test-cases", type=int, metavar="N",
-                          help="held-out test cases in imagesTs/labelsTs (default: context 10, mni152 5)")
+                          help="held-out test cases in imagesTs/labelsTs (default: demo 6, context 10, "
+                          "mni152 5)")
     built_in.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
     built_in.add_argument("--spacing", type=float, default=4.0, metavar="MM",
                           help="mni152 only: voxel size in mm (default: 4)")
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_built_in(args: argparse.Namespace) -> int:
     from sss_nnunet.datasets import mni_tissue, synthetic
 
-    if args.raw is not None and args.dataset == "context":
+    if args.raw is not None and args.dataset != "mni152":
         raise SSSError(f"'{args.dataset}' is generated: it takes no --raw")
     raw_root = os.environ.get("nnUNet_raw")
     if not raw_root:
@@ -69,10 +71,11 @@ def run_built_in(args: argparse.Namespace) -> int:
         folder = mni_tissue.write_mni_tissue_dataset(raw_root, args.raw, dataset_id, n_train, n_test, args.seed,
                                                      args.spacing, args.overwrite)
     else:
-        n_train = args.train_cases if args.train_cases is not None else 40
-        n_test = args.test_cases if args.test_cases is not None else 10
+        demo = args.dataset == "demo"
+        n_train = args.train_cases if args.train_cases is not None else (20 if demo else 40)
+        n_test = args.test_cases if args.test_cases is not None else (6 if demo else 10)
         folder = synthetic.write_synthetic_dataset(raw_root, dataset_id, n_train, n_test, args.seed,
-                                                   overwrite=args.overwrite, kind=args.dataset)
+                                                   overwrite=args.overwrite, kind="ct" if demo else args.dataset)
     print(f"wrote {folder}: {n_train} training and {n_test} test cases (imagesTs/labelsTs)")
     return 0
 

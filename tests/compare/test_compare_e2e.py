@@ -78,7 +78,7 @@ def test_both_rows_have_finite_numbers_and_the_crash_is_reported(first_run):
     md = (out / "compare.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 4 and table[0].startswith("| trainer | status | params (M) | train s/it")
-    assert str(log) in md
+    assert str(log) in md and "RuntimeError: boom" in crash["status"]  # the error itself, not the follow-ups
     assert "[compare 2/3] CrashingTrainer seed 0: FAILED at train" in res.stdout
     assert "ETA" in res.stdout and "elapsed" in res.stdout
     for png in ("compare.png", "curves.png"):

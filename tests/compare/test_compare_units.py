@@ -51,7 +51,8 @@ def test_unknown_trainer_is_a_lookup_error():
 
 def _record(trainer, seed, dice, status="ok"):
     if status != "ok":
-        return {"trainer": trainer, "seed": seed, "status": "failed", "step": "train", "log": f"/x/{trainer}.log"}
+        return {"trainer": trainer, "seed": seed, "status": "failed", "step": "train", "log": f"/x/{trainer}.log",
+                "message": "RuntimeError: a | b"}
     classes = {"1": {"name": "liver", "dice_mean": dice[0], "hd95_mean": 3.0 + seed},
                "2": {"name": "spleen", "dice_mean": dice[1], "hd95_mean": 5.0}}
     return {"trainer": trainer, "seed": seed, "status": "ok",
@@ -70,7 +71,7 @@ def test_report_mean_and_sd_over_seeds_and_failed_rows(tmp_path):
     assert a["aggregate"]["dice"]["1"]["mean"] == pytest.approx(0.85)
     assert a["aggregate"]["dice"]["1"]["sd"] == pytest.approx(math.sqrt(2) * 0.05)
     assert a["aggregate"]["mean_dice"]["mean"] == pytest.approx(0.725)
-    assert b["aggregate"] == {} and "FAILED at train" in b["status"] and "/x/B.log" in b["status"]
+    assert b["aggregate"] == {} and "FAILED at train (RuntimeError: a / b)" in b["status"] and "/x/B.log" in b["status"]
     settings = {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
                 "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
     rows = report.write_report(tmp_path, settings, ["A", "B"], [0, 1], records, "sss-nnunet compare ...")
