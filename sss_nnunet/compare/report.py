@@ -162,7 +162,8 @@ def bar_plot(rows: list[dict], classes: list[tuple[str, str]], title: str, path:
         stats = [a["dice"][k] for k, _ in classes] + [a["mean_dice"]]
         means = [100 * s["mean"] if s else 0.0 for s in stats]
         sds = [100 * (s["sd"] or 0.0) if s else 0.0 for s in stats]
-        ax.bar(x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=sds, capsize=2, label=row["trainer"])
+        ax.bar(x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=sds if any(sds) else None, capsize=2,
+               label=row["trainer"])
     ax.set_xticks(x, groups, rotation=20, ha="right")
     ax.set_ylabel("Dice (%) on the test cases")
     ax.set_ylim(0, 105)

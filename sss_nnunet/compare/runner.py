@@ -85,6 +85,7 @@ def run_logged(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], No
                               stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
             for line in proc.stdout:
                 f.write(line)
+                f.flush()  # so that `tail -f` of the log follows the run
                 if on_line is not None:
                     on_line(line.rstrip("\n"))
     return proc.returncode

@@ -117,3 +117,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
             f.unlink()
         _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", env=raw_env), sub)
     assert not (tmp_path / "pre").exists()  # nothing planned for a refused comparison
+
+
+def test_failure_message_is_the_real_exception_not_the_dataloader_follow_up(tmp_path):
+    from sss_nnunet.compare.runner import error_summary
+
+    log = tmp_path / "train.log"
+    log.write_text("$ nnUNetv2_train ...\nTraceback (most recent call last):\n  File x\n"
+                   "RuntimeError: boom: this trainer always fails\nException in thread Thread-2:\n"
+                   "RuntimeError: One or more background workers are no longer alive. Exiting.\n")
+    assert error_summary(log) == "RuntimeError: boom: this trainer always fails"
+    log.write_text("no traceback\nKilled\n")
+    assert error_summary(log) == "no traceback | Killed"
