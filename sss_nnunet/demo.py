@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer", default="SSSTrainer_demo", help="nnU-Net trainer (default: SSSTrainer_demo)")
     parser.add_argument("--fold", default="0", help="fold to train, 0-4 or all (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="delete an earlier demo run of this dataset id")
+    parser.add_argument("--compare", action="store_true",
+                        help="train nnU-Net's nnUNetTrainer beside --trainer at the same budget (sss-nnunet compare) "
+                             "and show both on the test cases")
 
 
 def demo_env(workdir: Path, use_env: bool, base: dict | None = None) -> dict[str, str]:
@@ -169,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
     steps.start("plan and preprocess (stock nnUNetv2_plan_and_preprocess)")
     run_step("plan", ["nnUNetv2_plan_and_preprocess", "-d", str(args.id), "-c", CONFIG,
                       "--verify_dataset_integrity", "-np", "2", "-npfp", "2"], env, logs / "plan.log")
+
+    if args.compare:
+        from sss_nnunet.compare.demo import run_demo_compare
+
+        return run_demo_compare(args, env, raw, out, CONFIG, steps)
 
     steps.start(f"train {args.trainer}, fold {args.fold} (stock nnUNetv2_train, CPU)")
     run_step("train", ["nnUNetv2_train", str(args.id), CONFIG, args.fold, "-tr", args.trainer, "-device", "cpu"],

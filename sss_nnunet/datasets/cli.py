@@ -6,6 +6,13 @@ Datasets (ids and names in ``specs.py``): ``synapse`` (801, 8 organs, 18/12 pape
 ``isic2016`` (806, official 900/379 split), ``isic2017`` (807) and ``isic2018`` (808): 2D RGB
 PNGs, VM-UNet's 7:3 split (seeded; ``--seed``, or ``--split FILE``), ``--resize 256`` as VM-UNet.
 Also writes ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``.
+
+Built-in datasets (no download), with held-out test cases in imagesTs/labelsTs for
+``sss-nnunet compare``: ``demo`` (990) writes the synthetic CT set of ``sss-nnunet demo``;
+``context`` (991) generates the synthetic long-range-context set
+(``sss_nnunet.datasets.synthetic_context``: a blob's class is decided by a marker 45-60 mm away);
+``mni152`` (992) builds grey/white-matter cases from the real ICBM152 MR template and tissue maps that
+the nilearn package ships (``sss_nnunet.datasets.mni_tissue``; --raw DIR only to read them elsewhere).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sss_nnunet.errors import SSSError
 
 DATASETS = ("synapse", "btcv", "acdc", "brats", "brats2021", "isic2016", "isic2017", "isic2018")
 ISIC = ("isic2016", "isic2017", "isic2018")
+BUILT_IN = {"demo": 990, "context": 991, "mni152": 992}  # no download; default ids
 
 
 def default_workers() -> int:
@@ -27,10 +35,11 @@ def default_workers() -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n", 1)[1].strip()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("dataset", choices=DATASETS, help="which dataset to convert")
-    parser.add_argument("--raw", required=True, type=Path, metavar="PATH",
+    parser.add_argument("dataset", choices=DATASETS + tuple(BUILT_IN), help="which dataset to convert")
+    parser.add_argument("--raw", type=Path, metavar="PATH",
                         help="the extracted download (BTCV RawData, ACDC database, Task01_BrainTumour, "
-                             "BraTS 2021 training data, the folder holding the extracted ISIC archives)")
+                             "BraTS 2021 training data, the folder holding the extracted ISIC archives); "
+                             "not for the built-in " + ", ".join(BUILT_IN))
     parser.add_argument("--id", type=int, dest="dataset_id", metavar="N",
                         help="nnU-Net dataset id (default: the one in specs.py, e.g. 801 for synapse)")
     parser.add_argument("--btcv13", action="store_true",
@@ -40,22 +49,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="convert the cases that are there and report the missing ones")
     parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                         help="parallel processes (default: min(4, CPUs) = %(default)s)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="ISIC 2017/2018: seed of the 7:3 split (default 12345); built-in datasets: "
+                             "generator seed (default 0)")
     isic = parser.add_argument_group("ISIC only (isic2016, isic2017, isic2018)")
     isic.add_argument("--split", type=Path, metavar="FILE",
                       help='train/test split: JSON {"train": [...], "test": [...]} of image names, or a text '
                            "file of test image names, one per line (default: isic2016 the official split, "
                            "isic2017/2018 a seeded 7:3 split as VM-UNet)")
-    isic.add_argument("--seed", type=int, metavar="N",
-                      help="seed of the 7:3 split (default 12345)")
     isic.add_argument("--resize", metavar="H[xW]",
                       help="resize images (bilinear) and masks (bilinear, >= 0.5) to H x W pixels, e.g. 256 "
                            "(VM-UNet) or 512 (Zig-RiR); default: keep the original sizes")
+    built_in = parser.add_argument_group("built-in datasets (" + ", ".join(BUILT_IN) + ")")
+    built_in.add_argument("--train-cases", type=int, metavar="N", help="training cases (default: demo 20, "
+                          "context 40, mni152 20)")
+    built_in.add_argument("--test-cases", type=int, metavar="N",
+                          help="held-out test cases in imagesTs/labelsTs (default: demo 6, context 10, "
+                          "mni152 5)")
+    built_in.add_argument("--spacing", type=float, default=4.0, metavar="MM",
+                          help="mni152 only: voxel size in mm (default: 4)")
+
+
+def run_built_in(args: argparse.Namespace) -> int:
+    from sss_nnunet.datasets import mni_tissue, synthetic
+
+    if args.raw is not None and args.dataset != "mni152":
+        raise SSSError(f"'{args.dataset}' is generated: it takes no --raw")
+    raw_root = os.environ.get("nnUNet_raw")
+    if not raw_root:
+        raise SSSError("nnUNet_raw is not set (the dataset is written to $nnUNet_raw/DatasetNNN_Name)")
+    dataset_id = args.dataset_id if args.dataset_id is not None else BUILT_IN[args.dataset]
+    seed = 0 if args.seed is None else args.seed
+    if args.dataset == "mni152":
+        n_train = args.train_cases if args.train_cases is not None else 20
+        n_test = args.test_cases if args.test_cases is not None else 5
+        folder = mni_tissue.write_mni_tissue_dataset(raw_root, args.raw, dataset_id, n_train, n_test, seed,
+                                                     args.spacing, args.overwrite)
+    else:
+        demo = args.dataset == "demo"
+        n_train = args.train_cases if args.train_cases is not None else (20 if demo else 40)
+        n_test = args.test_cases if args.test_cases is not None else (6 if demo else 10)
+        folder = synthetic.write_synthetic_dataset(raw_root, dataset_id, n_train, n_test, seed,
+                                                   overwrite=args.overwrite, kind="ct" if demo else args.dataset)
+    print(f"wrote {folder}: {n_train} training and {n_test} test cases (imagesTs/labelsTs)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from sss_nnunet.datasets import acdc, brats, synapse
     from sss_nnunet.datasets.writer import write_dataset
 
+    if args.dataset in BUILT_IN:
+        return run_built_in(args)
+    if args.raw is None:
+        raise SSSError(f"'{args.dataset}' needs --raw PATH (the extracted download)")
     converters = {"synapse": synapse.synapse8, "btcv": synapse.btcv13, "acdc": acdc.acdc,
                   "brats": brats.brats, "brats2021": brats.brats2021}
     key = args.dataset

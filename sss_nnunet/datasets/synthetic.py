@@ -70,9 +70,9 @@ class SyntheticCase:
     spacing: tuple[float, float, float]
 
 
-def dataset_folder_name(dataset_id: int = DEFAULT_ID) -> str:
-    """``Dataset990_SSSDemo`` for id 990."""
-    return f"Dataset{dataset_id:03d}_{DATASET_NAME}"
+def dataset_folder_name(dataset_id: int = DEFAULT_ID, kind: str = "ct") -> str:
+    """``Dataset990_SSSDemo`` for id 990 (``kind="context"``: ``DatasetNNN_SSSContext``)."""
+    return f"Dataset{dataset_id:03d}_{KINDS[kind]['name']}"
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: tuple[float, ...]) -> np.ndarray:
@@ -181,7 +181,7 @@ def make_splits(identifiers: list[str], seed: int = 0) -> list[dict[str, list[st
 
 def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, num_train: int = 20,
                             num_test: int = 6, seed: int = 0, overwrite: bool = False,
-                            progress: bool = True) -> Path:
+                            progress: bool = True, kind: str = "ct") -> Path:
     """Write the dataset to ``raw_root/DatasetNNN_SSSDemo`` in nnU-Net v2 raw layout; return that folder.
 
     Layout: ``imagesTr/train_000_0000.nii.gz``, ``labelsTr/train_000.nii.gz``, the same for
@@ -190,6 +190,8 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
     cases train fold 0). Images are int16 HU, labels uint8, both (D, H, W) = ``SHAPE`` voxels with
     (z, y, x) spacing in mm. The folder is built under a temporary name and renamed when complete:
     an interrupted run leaves no half dataset. An existing folder is an ``SSSError`` unless ``overwrite``.
+    ``kind="context"``: the long-range-context set of :mod:`sss_nnunet.datasets.synthetic_context`
+    (``DatasetNNN_SSSContext``, channel ``MR``, its own shape and labels) in the same layout.
     """
     from tqdm import tqdm
 
@@ -197,7 +199,10 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
         raise SSSError(f"dataset id {dataset_id} is outside 1..999")
     if num_train < 2 or num_test < 1:
         raise SSSError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
-    target = Path(raw_root) / dataset_folder_name(dataset_id)
+    if kind not in KINDS:
+        raise SSSError(f"unknown synthetic dataset kind '{kind}' (choose from {', '.join(KINDS)})")
+    spec = KINDS[kind]
+    target = Path(raw_root) / dataset_folder_name(dataset_id, kind)
     others = [p.name for p in Path(raw_root).glob(f"Dataset{dataset_id:03d}_*") if p != target]
     if others:
         raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another id")
@@ -210,20 +215,37 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
             (tmp / f"images{sub}").mkdir()
             (tmp / f"labels{sub}").mkdir()
         for subset, name, index in tqdm(jobs, desc=f"generate {target.name}", unit="case", disable=not progress):
-            case = make_case(seed, index, subset)
+            case = spec["make_case"](seed, index, subset)
             _write_case(case, tmp / f"images{subset}" / f"{name}_0000{FILE_ENDING}",
                         tmp / f"labels{subset}" / f"{name}{FILE_ENDING}")
         atomic_write_json(tmp / "dataset.json", {
-            "channel_names": {"0": "CT"},
-            "labels": LABELS,
+            "channel_names": {"0": spec["channel"]},
+            "labels": spec["labels"],
             "numTraining": num_train,
             "file_ending": FILE_ENDING,
             "name": target.name,
-            "description": f"sss-nnunet synthetic CT-like multi-organ demo (seed {seed}, {num_test} test cases)",
+            "description": f"{spec['description']} (seed {seed}, {num_test} test cases)",
             "numTest": num_test,
         })
         atomic_write_json(tmp / "splits_final.json", make_splits([n for s, n, _ in jobs if s == "Tr"], seed))
     return target
+
+
+def _context_case(seed: int, index: int, subset: str = "Tr") -> SyntheticCase:
+    from sss_nnunet.datasets.synthetic_context import make_context_case
+
+    return make_context_case(seed, index, subset)
+
+
+# kind -> folder name, generator, channel, labels, description
+KINDS: dict[str, dict] = {
+    "ct": {"name": DATASET_NAME, "make_case": make_case, "channel": "CT", "labels": LABELS,
+           "description": "sss-nnunet synthetic CT-like multi-organ demo"},
+    "context": {"name": "SSSContext", "make_case": _context_case, "channel": "MR",
+                "labels": {"background": 0, "blob_shell": 1, "blob_solid": 2},
+                "description": "sss-nnunet long-range-context set: the blobs' class is decided by a marker "
+                               "45-60 mm away (hollow shell -> 1, solid ball -> 2)"},
+}
 
 
 def read_dataset_json(folder: str | Path) -> dict:

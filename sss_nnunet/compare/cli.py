@@ -1,0 +1,198 @@
+"""``sss-nnunet compare``: several trainers, one budget, the same held-out test cases, one table.
+
+    sss-nnunet compare -d 990 -tr SSSTrainer nnUNetTrainer --iterations 300 --seeds 0 1 2
+
+Trains every trainer in turn with the stock ``nnUNetv2_train`` (any trainer nnU-Net can find:
+nnU-Net's, ours, a user's through nnUNet_extTrainer) under the same budget: the same number of
+training iterations split into epochs the same way, the plans' patch and batch, the same seeds
+(see ``sss_nnunet.compare.budget`` for what is seeded). Then predicts the raw dataset's imagesTs
+with ``nnUNetv2_predict``, scores them against labelsTs with ``sss-nnunet evaluate --protocol
+strict`` and writes compare.md, compare.json, compare.png and curves.png to --out.
+
+Needs nnUNet_raw and nnUNet_preprocessed; the dataset is planned and preprocessed first when its
+plans are missing. Models go to OUT/runs/seedS/nnUNet_results (your nnUNet_results is not used).
+Rerunning skips what is done; --overwrite redoes it. Hold a lock if other trainings share the
+machine (e.g. ``flock /tmp/train.lock sss-nnunet compare ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from sss_nnunet.errors import SSSError
+
+DEFAULT_OUT = "sss_compare"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1].strip()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("-d", dest="dataset", required=True, help="dataset id or name in $nnUNet_raw (e.g. 990)")
+    parser.add_argument("-tr", dest="trainers", nargs="+", required=True, metavar="TRAINER",
+                        help="trainers to compare, e.g. SSSTrainer nnUNetTrainer")
+    parser.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default: 3d_fullres)")
+    parser.add_argument("-f", dest="fold", default="0", help="fold: 0..4 or all (default: 0)")
+    parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument("--iterations", type=int, default=250, metavar="N",
+                        help="training iterations per trainer (default: 250)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=25, metavar="K",
+                        help="at most K iterations per epoch; N is split into ceil(N/K) equal epochs (default: 25)")
+    parser.add_argument("--val-iterations", type=int, default=2, metavar="M",
+                        help="nnU-Net validation iterations per epoch (default: 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S", help="seeds (default: 0)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if _cuda() else "cpu",
+                        help="training and prediction device (default: cuda if available, else cpu)")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--overwrite", action="store_true", help="redo the listed trainers and seeds")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="data augmentation in the training process (nnUNet_n_proc_DA=0): CPU runs repeat "
+                             "exactly, but slower")
+    parser.add_argument("--disable-tta", action="store_true", help="predict without test-time mirroring")
+
+
+def _cuda() -> bool:
+    # without importing torch for --help: a visible NVIDIA device node is enough for the default
+    return os.path.exists("/dev/nvidia0")
+
+
+def resolve_raw_dataset(dataset: str, env: dict) -> tuple[int, Path]:
+    """(id, raw folder) of ``dataset`` ('990', 'Dataset990', 'Dataset990_SSSDemo'); checks imagesTs/labelsTs."""
+    raw_root = env.get("nnUNet_raw")
+    if not raw_root:
+        raise SSSError("nnUNet_raw is not set (the folder with DatasetNNN_Name/imagesTr, imagesTs, labelsTs)")
+    text = dataset.removeprefix("Dataset").split("_", 1)[0]
+    if not text.isdigit():
+        raise SSSError(f"-d {dataset}: not a dataset id or DatasetNNN_Name")
+    dataset_id = int(text)
+    found = sorted(Path(raw_root).glob(f"Dataset{dataset_id:03d}_*"))
+    if not found:
+        raise SSSError(f"-d {dataset}: no Dataset{dataset_id:03d}_* in nnUNet_raw={raw_root}")
+    raw = found[0]
+    for sub in ("imagesTs", "labelsTs"):
+        if not (raw / sub).is_dir() or not any((raw / sub).iterdir()):
+            raise SSSError(f"{raw / sub} is missing or empty: compare scores held-out test cases "
+                           f"(imagesTs with labelsTs)")
+    labels = sorted(p.name for p in (raw / "labelsTs").iterdir() if not p.name.startswith("."))
+    images = {p.name for p in (raw / "imagesTs").iterdir()}
+    ending = json.loads((raw / "dataset.json").read_text()).get("file_ending", ".nii.gz")
+    unpaired = [n for n in labels if n.endswith(ending) and n.replace(ending, f"_0000{ending}") not in images]
+    if unpaired:
+        raise SSSError(f"{raw / 'imagesTs'} has no image for the test label(s) {', '.join(unpaired[:3])}")
+    return dataset_id, raw
+
+
+def check_trainers(trainers: list[str]) -> None:
+    """Every name must be a trainer nnU-Net finds, given once, without '__'."""
+    from sss_nnunet.compare.budget import SUFFIX, find_trainer
+
+    if len(set(trainers)) != len(trainers):
+        raise SSSError(f"-tr lists a trainer twice: {' '.join(trainers)}")
+    for name in trainers:
+        if "__" in name or name.endswith(SUFFIX):
+            raise SSSError(f"-tr {name}: trainer names may not contain '__' or end in '{SUFFIX}'")
+        try:
+            find_trainer(name)
+        except LookupError:
+            raise SSSError(f"-tr {name}: unknown trainer (not in nnunetv2's trainers nor in nnUNet_extTrainer="
+                           f"{os.environ.get('nnUNet_extTrainer', '')})") from None
+
+
+def ensure_plans(dataset_id: int, name: str, configuration: str, plans: str, env: dict, out: Path) -> None:
+    """Plan and preprocess with the stock commands when needed; a configuration the plans lack is an error."""
+    from sss_nnunet.compare.runner import run_logged
+
+    pre_root = env.get("nnUNet_preprocessed")
+    if not pre_root:
+        raise SSSError("nnUNet_preprocessed is not set")
+    plans_file = Path(pre_root) / name / f"{plans}.json"
+    if not plans_file.exists():
+        if plans != "nnUNetPlans":
+            raise SSSError(f"{plans_file} does not exist: plan the dataset with plans '{plans}' first")
+        print(f"compare: no {plans_file}; planning and preprocessing (nnUNetv2_plan_and_preprocess -d {dataset_id} "
+              f"-c {configuration})", flush=True)
+        log = out / "logs" / "plan.log"
+        if run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", configuration,
+                       "--verify_dataset_integrity", "-np", "2", "-npfp", "2"], env, log) != 0:
+            raise SSSError(f"planning {name} failed; see {log}")
+    configs = json.loads(plans_file.read_text())["configurations"]
+    if configuration not in configs:
+        raise SSSError(f"-c {configuration}: not in {plans_file} (it has {', '.join(configs)})")
+    ident = configs[configuration].get("data_identifier")
+    if ident and not (Path(pre_root) / name / ident).is_dir():
+        print(f"compare: preprocessing {configuration} (nnUNetv2_preprocess)", flush=True)
+        log = out / "logs" / "preprocess.log"
+        if run_logged(["nnUNetv2_preprocess", "-d", str(dataset_id), "-plans_name", plans, "-c", configuration,
+                       "-np", "2"], env, log) != 0:
+            raise SSSError(f"preprocessing {name} {configuration} failed; see {log}")
+
+
+def build_spec(args: argparse.Namespace, env: dict | None = None):
+    """Validate the arguments (one-line ``SSSError``s) and return a ``CompareSpec``."""
+    from sss_nnunet.compare.budget import Budget
+    from sss_nnunet.compare.runner import CompareSpec
+
+    env = dict(os.environ if env is None else env)
+    if args.iterations < 1:
+        raise SSSError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.iterations_per_epoch < 1:
+        raise SSSError(f"--iterations-per-epoch must be at least 1, got {args.iterations_per_epoch}")
+    if args.val_iterations < 1:
+        raise SSSError(f"--val-iterations must be at least 1, got {args.val_iterations}")
+    if args.fold != "all" and not (args.fold.isdigit()):
+        raise SSSError(f"-f {args.fold}: a fold is 0..4 or all")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise SSSError(f"--seeds must be distinct non-negative integers, got {' '.join(map(str, args.seeds))}")
+    dataset_id, raw = resolve_raw_dataset(args.dataset, env)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SSSError("--device cuda, but torch sees no CUDA device (use --device cpu)")
+    check_trainers(args.trainers)
+    budget = Budget.split(args.iterations, args.iterations_per_epoch, args.val_iterations)
+    return CompareSpec(dataset_id=dataset_id, raw=raw, trainers=list(args.trainers), configuration=args.configuration,
+                       fold=args.fold, plans=args.plans, budget=budget, seeds=list(args.seeds), device=args.device,
+                       out=args.out.resolve(), overwrite=args.overwrite, deterministic=args.deterministic,
+                       tta=not args.disable_tta, env=env)
+
+
+def compare(spec, command: str) -> list[dict]:
+    """Plan if needed, run everything, write the report after every run; returns the report rows."""
+    from sss_nnunet.compare.report import write_report
+    from sss_nnunet.compare.runner import Comparison
+
+    spec.out.mkdir(parents=True, exist_ok=True)
+    ensure_plans(spec.dataset_id, spec.dataset_name, spec.configuration, spec.plans, spec.env, spec.out)
+    n_test = len(list((spec.raw / "labelsTs").glob("*")))
+    plans = json.loads((Path(spec.env["nnUNet_preprocessed"]) / spec.dataset_name / f"{spec.plans}.json").read_text())
+    config = plans["configurations"][spec.configuration]
+    extra = {"n_test_cases": n_test, "patch_size": config.get("patch_size"), "batch_size": config.get("batch_size")}
+    print(f"compare: {len(spec.trainers)} trainer(s) x {len(spec.seeds)} seed(s) on {spec.dataset_name} "
+          f"{spec.configuration} fold {spec.fold}, {spec.budget.describe()}, {n_test} test cases, device "
+          f"{spec.device}; output {spec.out}", flush=True)
+    rows: list[dict] = []
+
+    def report(records: list[dict]) -> None:
+        rows[:] = write_report(spec.out, spec.settings(), spec.trainers, spec.seeds, records, command,
+                               extra)
+
+    records = Comparison(spec, print_fn=lambda s: print(s, flush=True)).run(on_record=report)
+    report(records)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    rows = compare(spec, shlex.join(["sss-nnunet", *sys.argv[1:]]))
+    print("\n" + (spec.out / "compare.md").read_text())
+    print(f"wrote compare.md, compare.json, compare.png, curves.png to {spec.out}")
+    failed = [r["trainer"] for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"compare: {len(failed)} trainer(s) did not finish every seed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,325 @@
+"""Runs a comparison: for each seed, each trainer in turn, the stock console scripts
+
+1. ``nnUNetv2_train ID CONFIG FOLD -tr T_budget -p PLANS -device DEV`` (the budget subclass of
+   ``T``, see :mod:`sss_nnunet.compare.budget`), models in ``OUT/runs/seedS/nnUNet_results``;
+2. ``nnUNetv2_predict`` of ``imagesTs`` (checkpoint_final);
+3. ``sss-nnunet evaluate --protocol strict`` against ``labelsTs``;
+
+and writes ``OUT/runs/seedS/T/result.json`` (atomically) when all three succeeded. A run whose
+result exists is skipped (``overwrite`` redoes it); within a run, a finished training or
+prediction is reused. A failing step marks the run failed (log path kept) and the next run starts.
+Only one child process runs at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, SUFFIX, Budget, module_source
+from sss_nnunet.errors import SSSError
+from sss_nnunet.io import atomic_write_json, atomic_write_text
+
+SETTINGS_FILE = "compare_settings.json"
+RESULT_FILE = "result.json"
+_EPOCH = re.compile(r": Epoch (\d+)\s*$")
+_PRED_START = re.compile(r"^Predicting (\S+):")
+_PRED_DONE = re.compile(r"^done with (\S+)")
+
+
+@dataclass
+class CompareSpec:
+    """Everything a comparison needs; ``raw`` is the raw dataset folder (with imagesTs/labelsTs)."""
+
+    dataset_id: int
+    raw: Path
+    trainers: list[str]
+    configuration: str
+    fold: str
+    plans: str
+    budget: Budget
+    seeds: list[int]
+    device: str
+    out: Path
+    overwrite: bool = False
+    deterministic: bool = False
+    tta: bool = True
+    env: dict = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def dataset_name(self) -> str:
+        return self.raw.name
+
+    def settings(self) -> dict:
+        """What must match for earlier results in ``out`` to be reused."""
+        return {"dataset": self.dataset_name, "configuration": self.configuration, "fold": self.fold,
+                "plans": self.plans, "budget": self.budget.as_dict(), "device": self.device,
+                "deterministic": self.deterministic, "tta": self.tta}
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def bin_path(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def run_logged(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], None] | None = None) -> int:
+    """Run a console script with its output (stdout and stderr) in ``log``; ``on_line`` sees each line."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        with subprocess.Popen([bin_path(cmd[0]), *cmd[1:]], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+            for line in proc.stdout:
+                f.write(line)
+                f.flush()  # so that `tail -f` of the log follows the run
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+    return proc.returncode
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*: ")
+_SECONDARY = ("background workers are no longer alive",)
+
+
+def error_summary(log: Path, n: int = 3) -> str:
+    """The first exception line of a failed child's log (a traceback's last line; data-loader follow-up
+    errors skipped), else its last ``n`` non-empty lines."""
+    try:
+        lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    errors = [x for x in lines if _ERROR_LINE.match(x) and not any(s in x for s in _SECONDARY)]
+    if errors:
+        return errors[0][:300]
+    return " | ".join(x[:160] for x in lines[-n:])
+
+
+class Progress:
+    """One line per event: run i/n, trainer, seed, step, elapsed, estimated remaining time."""
+
+    def __init__(self, n_runs: int, epochs: int, print_fn: Callable[[str], None] = print):
+        self.n_runs, self.epochs, self.print = n_runs, epochs, print_fn
+        self.t0 = time.perf_counter()
+        self.run_seconds: list[float] = []  # wall time of runs that trained
+        self.run_index = 0
+        self.run_t0 = self.t0
+        self.current_estimate: float | None = None
+
+    def start_run(self) -> None:
+        self.run_index += 1
+        self.run_t0 = time.perf_counter()
+        self.current_estimate = None
+
+    def end_run(self, trained: bool) -> None:
+        if trained:
+            self.run_seconds.append(time.perf_counter() - self.run_t0)
+
+    def epoch(self, done: int) -> None:
+        """``done`` epochs of the current training finished: extrapolate this run."""
+        spent = time.perf_counter() - self.run_t0
+        if done > 0:
+            self.current_estimate = spent / done * self.epochs * 1.1  # + predict/evaluate
+
+    def eta(self) -> str:
+        per_run = (sum(self.run_seconds) / len(self.run_seconds) if self.run_seconds else self.current_estimate)
+        if per_run is None:
+            return "ETA ?"
+        in_run = time.perf_counter() - self.run_t0
+        current = max(0.0, (self.current_estimate or per_run) - in_run)
+        return f"ETA ~{fmt_seconds(current + per_run * (self.n_runs - self.run_index))}"
+
+    def say(self, trainer: str, seed: int, step: str) -> None:
+        elapsed = fmt_seconds(time.perf_counter() - self.t0)
+        self.print(f"[compare {self.run_index}/{self.n_runs}] {trainer} seed {seed}: {step} | elapsed {elapsed} | "
+                   f"{self.eta()}")
+
+
+class Comparison:
+    """Runs :class:`CompareSpec`; :meth:`run` returns the run records (``result.json`` contents)."""
+
+    def __init__(self, spec: CompareSpec, print_fn: Callable[[str], None] = print):
+        self.spec, self.print = spec, print_fn
+        self.progress = Progress(len(spec.seeds) * len(spec.trainers), spec.budget.epochs, print_fn)
+
+    # ------------------------------------------------------------------ folders
+    def budget_dir(self, trainer: str) -> Path:
+        return self.spec.out / "budget_trainers" / trainer
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.spec.out / "runs" / f"seed{seed}"
+
+    def run_dir(self, trainer: str, seed: int) -> Path:
+        return self.seed_dir(seed) / trainer
+
+    def fold_dir(self, trainer: str, seed: int) -> Path:
+        s = self.spec
+        fold = "fold_all" if s.fold == "all" else f"fold_{s.fold}"
+        return (self.seed_dir(seed) / "nnUNet_results" / s.dataset_name / f"{trainer}{SUFFIX}__{s.plans}__"
+                f"{s.configuration}" / fold)
+
+    def child_env(self, trainer: str, seed: int) -> dict[str, str]:
+        s = self.spec
+        env = dict(s.env)
+        ext = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+        env["nnUNet_extTrainer"] = os.pathsep.join([*ext, str(self.budget_dir(trainer).resolve())])
+        env["nnUNet_results"] = str((self.seed_dir(seed) / "nnUNet_results").resolve())
+        env[SEED_ENV] = str(seed)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("nnUNet_def_n_proc", "2")
+        env.setdefault("nnUNet_n_proc_DA", "2")
+        if s.deterministic:
+            env["nnUNet_n_proc_DA"] = "0"
+        return env
+
+    # ------------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        """Check or write the settings of ``out``, write the generated budget modules."""
+        s = self.spec
+        settings_file = s.out / SETTINGS_FILE
+        if settings_file.exists():
+            old = json.loads(settings_file.read_text())
+            if old != s.settings():
+                if not s.overwrite:
+                    diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in s.settings().items() if old.get(k) != v)
+                    raise SSSError(f"{s.out} holds a comparison with other settings ({diff}); use --overwrite "
+                                   f"to replace it or another --out")
+                shutil.rmtree(s.out / "runs", ignore_errors=True)
+        atomic_write_json(settings_file, s.settings())
+        for trainer in s.trainers:
+            atomic_write_text(self.budget_dir(trainer) / f"sss_compare_{trainer}.py", module_source(trainer, s.budget))
+
+    # ------------------------------------------------------------------ one run
+    def run(self, on_record: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        """All runs, seed by seed; ``on_record(records so far)`` after each (e.g. to rewrite the report)."""
+        self.prepare()
+        records = []
+        for seed in self.spec.seeds:
+            for trainer in self.spec.trainers:
+                self.progress.start_run()
+                record, trained = self.run_one(trainer, seed)
+                self.progress.end_run(trained)
+                records.append(record)
+                status = ("done" if record["status"] == "ok" else
+                          f"FAILED at {record['step']}: {record.get('message', '')[:200]} (log: {record['log']})")
+                self.progress.say(trainer, seed, status)
+                if on_record is not None:
+                    on_record(records)
+        return records
+
+    def run_one(self, trainer: str, seed: int) -> tuple[dict, bool]:
+        """(record, whether a training ran). Never raises for a failing child process."""
+        s = self.spec
+        rdir = self.run_dir(trainer, seed)
+        result_file = rdir / RESULT_FILE
+        if s.overwrite:
+            shutil.rmtree(rdir, ignore_errors=True)
+            shutil.rmtree(self.fold_dir(trainer, seed).parent, ignore_errors=True)
+        if result_file.exists():
+            record = json.loads(result_file.read_text())
+            if record.get("status") == "ok":
+                self.progress.say(trainer, seed, "already done, skipped (--overwrite redoes it)")
+                return record, False
+        base = {"trainer": trainer, "seed": seed, "run_dir": str(rdir), "budget_trainer": trainer + SUFFIX}
+        env = self.child_env(trainer, seed)
+        fold_dir = self.fold_dir(trainer, seed)
+        trained = False
+
+        # 1. train
+        stats_file = fold_dir / STATS_FILE
+        if stats_file.exists() and (fold_dir / "checkpoint_final.pth").exists():
+            self.progress.say(trainer, seed, "training found, reused")
+        else:
+            shutil.rmtree(fold_dir, ignore_errors=True)
+            self.progress.say(trainer, seed, f"train ({s.budget.describe()})")
+            log = rdir / "train.log"
+
+            def on_line(line: str) -> None:
+                m = _EPOCH.search(line)
+                if m and int(m.group(1)) > 0:
+                    done = int(m.group(1))
+                    self.progress.epoch(done)
+                    self.progress.say(trainer, seed, f"train epoch {done + 1}/{s.budget.epochs}")
+
+            t0 = time.perf_counter()
+            code = run_logged(["nnUNetv2_train", str(s.dataset_id), s.configuration, s.fold, "-tr", trainer + SUFFIX,
+                               "-p", s.plans, "-device", s.device], env, log, on_line)
+            trained = True
+            if code != 0 or not stats_file.exists():
+                return self._failed(base, "train", log, code), trained
+            base["train_wall_seconds"] = time.perf_counter() - t0
+        stats = json.loads(stats_file.read_text())
+
+        # 2. predict
+        pred = rdir / "predictions"
+        pred_info = rdir / "predict.json"
+        if not pred_info.exists():
+            self.progress.say(trainer, seed, "predict imagesTs (nnUNetv2_predict)")
+            partial = rdir / "predictions.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(pred, ignore_errors=True)
+            log = rdir / "predict.log"
+            times: dict[str, list[float]] = {}
+
+            def on_pred(line: str) -> None:
+                for pattern, slot in ((_PRED_START, 0), (_PRED_DONE, 1)):
+                    m = pattern.match(line.strip())
+                    if m:
+                        times.setdefault(m.group(1), [None, None])[slot] = time.perf_counter()
+
+            t0 = time.perf_counter()
+            cmd = ["nnUNetv2_predict", "-i", str(s.raw / "imagesTs"), "-o", str(partial), "-d", str(s.dataset_id),
+                   "-c", s.configuration, "-tr", trainer + SUFFIX, "-p", s.plans, "-f", s.fold, "-device", s.device,
+                   "-npp", "1", "-nps", "1", "--disable_progress_bar"]
+            if not s.tta:
+                cmd.append("--disable_tta")
+            code = run_logged(cmd, env, log, on_pred)
+            wall = time.perf_counter() - t0
+            n_cases = len(list((s.raw / "imagesTs").glob("*_0000*")))
+            if code != 0:
+                return self._failed(base, "predict", log, code), trained
+            os.replace(partial, pred)
+            starts = [v[0] for v in times.values() if v[0] is not None]
+            ends = [v[1] for v in times.values() if v[1] is not None]
+            span = (max(ends) - min(starts)) if starts and ends else None
+            atomic_write_json(pred_info, {
+                "n_cases": n_cases, "wall_seconds": wall,
+                "seconds_per_case": span / len(ends) if span is not None else wall / max(1, n_cases),
+                "timing": "first case start to last case done in nnUNetv2_predict's output, per case "
+                          "(process start-up and model loading excluded)" if span is not None else
+                          "wall time of nnUNetv2_predict per case (start-up included)",
+                "tta": s.tta})
+
+        # 3. evaluate
+        evaluation = rdir / "evaluation"
+        log = rdir / "evaluate.log"
+        self.progress.say(trainer, seed, "evaluate (sss-nnunet evaluate, strict)")
+        code = run_logged(["sss-nnunet", "evaluate", "--pred", str(pred), "--gt", str(s.raw / "labelsTs"),
+                           "--dataset", str(s.dataset_id), "--protocol", "strict", "--out", str(evaluation),
+                           "--overwrite", "--workers", "2", "--quiet", "--method-name", trainer], env, log)
+        if code != 0:
+            return self._failed(base, "evaluate", log, code), trained
+        record = {**base, "status": "ok", "stats": stats, "predict": json.loads(pred_info.read_text()),
+                  "summary": json.loads((evaluation / "summary.json").read_text()),
+                  "model_folder": str(fold_dir)}
+        atomic_write_json(result_file, record)
+        return record, trained
+
+    def _failed(self, base: dict, step: str, log: Path, code: int) -> dict:
+        record = {**base, "status": "failed", "step": step, "log": str(log), "exit_code": code,
+                  "message": error_summary(log)}
+        atomic_write_json(Path(base["run_dir"]) / RESULT_FILE, record)
+        return record

@@ -1,0 +1,131 @@
+"""`sss-nnunet compare` pieces that need no training: budget split, budget subclasses found by
+nnU-Net's own lookup, the report's aggregation over seeds, one-line argument errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sss_nnunet.compare import report
+from sss_nnunet.compare.budget import Budget, BudgetMixin, find_trainer, module_source
+from tests.trainers.tiny_dataset import write_tiny_dataset
+
+SSS = str(Path(sys.executable).parent / "sss-nnunet")
+
+
+@pytest.mark.parametrize("n, per_epoch, expected", [
+    (300, 25, (12, 25)), (310, 25, (13, 24)), (7, 25, (1, 7)), (1, 1, (1, 1)), (50, 20, (3, 17)),
+])
+def test_budget_split_is_equal_epochs_covering_the_iterations(n, per_epoch, expected):
+    b = Budget.split(n, per_epoch, 2)
+    assert (b.epochs, b.iterations_per_epoch) == expected
+    assert n <= b.iterations < n + b.epochs and b.iterations_per_epoch <= per_epoch
+    with pytest.raises(ValueError):
+        Budget.split(0, 25, 2)
+
+
+@pytest.mark.parametrize("base", ["nnUNetTrainer", "SSSTrainer_tiny"])
+def test_generated_budget_trainer_is_what_nnunet_finds(tmp_path, monkeypatch, base):
+    """The generated module in its own folder on nnUNet_extTrainer gives nnU-Net ``<base>_budget``:
+    the budget mixin first, then the very class nnU-Net finds as ``base`` (stock or ours)."""
+    folder = tmp_path / "budget_trainers" / base
+    folder.mkdir(parents=True)
+    budget = Budget.split(40, 10, 3)
+    (folder / f"sss_compare_{base}.py").write_text(module_source(base, budget))
+    monkeypatch.setenv("nnUNet_extTrainer", f"{__import__('os').environ.get('nnUNet_extTrainer', '')}:{folder}")
+    cls = find_trainer(base + "_budget")
+    assert cls.__name__ == base + "_budget"
+    assert cls.__mro__[1] is BudgetMixin and cls.__mro__[2] is find_trainer(base)
+    assert cls.budget == {"epochs": 4, "iterations_per_epoch": 10, "val_iterations_per_epoch": 3, "iterations": 40}
+
+
+def test_unknown_trainer_is_a_lookup_error():
+    with pytest.raises(LookupError, match="NoSuchTrainer"):
+        find_trainer("NoSuchTrainer")
+
+
+def _record(trainer, seed, dice, status="ok"):
+    if status != "ok":
+        return {"trainer": trainer, "seed": seed, "status": "failed", "step": "train", "log": f"/x/{trainer}.log",
+                "message": "RuntimeError: a | b"}
+    classes = {"1": {"name": "liver", "dice_mean": dice[0], "hd95_mean": 3.0 + seed},
+               "2": {"name": "spleen", "dice_mean": dice[1], "hd95_mean": 5.0}}
+    return {"trainer": trainer, "seed": seed, "status": "ok",
+            "stats": {"parameters": 1_000_000, "seconds_per_iteration": 0.5 + seed, "peak_memory_bytes": 2**30,
+                      "peak_memory_kind": "cpu_max_rss", "budget": {"iterations_per_epoch": 5},
+                      "curves": {"train_losses": [1.0, 0.5], "val_losses": [1.1, 0.7], "ema_fg_dice": [0.2, 0.4]}},
+            "predict": {"seconds_per_case": 2.0},
+            "summary": {"classes": classes, "mean": {"dice": sum(dice) / 2, "hd95": 4.0}}}
+
+
+def test_report_mean_and_sd_over_seeds_and_failed_rows(tmp_path):
+    records = [_record("A", 0, (0.9, 0.7)), _record("A", 1, (0.8, 0.5)), _record("B", 0, None, "failed")]
+    rows = report.aggregate(["A", "B"], records)
+    a, b = rows
+    assert a["status"] == "ok" and a["n_ok"] == 2
+    assert a["aggregate"]["dice"]["1"]["mean"] == pytest.approx(0.85)
+    assert a["aggregate"]["dice"]["1"]["sd"] == pytest.approx(math.sqrt(2) * 0.05)
+    assert a["aggregate"]["mean_dice"]["mean"] == pytest.approx(0.725)
+    assert b["aggregate"] == {} and "FAILED at train (RuntimeError: a / b)" in b["status"] and "/x/B.log" in b["status"]
+    settings = {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
+                "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
+    rows = report.write_report(tmp_path, settings, ["A", "B"], [0, 1], records, "sss-nnunet compare ...")
+    md = (tmp_path / "compare.md").read_text()
+    row_a = next(line for line in md.splitlines() if line.startswith("| A |"))
+    assert "0.850 ± 0.071" in row_a and "Dice liver" in md and "| B | seed 0 FAILED" in md
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["trainer"] for r in data["rows"]] == ["A", "B"]
+    for png in ("compare.png", "curves.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _compare(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([SSS, "compare", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def _one_line_error(res: subprocess.CompletedProcess, *words: str) -> None:
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sss-nnunet compare: error:"), res.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.fixture
+def raw_env(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env.update(nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"))
+    write_tiny_dataset(tmp_path / "raw", 977, n_train=6, n_test=1)
+    return env
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--iterations", "0", env=raw_env), "--iterations")
+    _one_line_error(_compare("-d", "978", "-tr", "nnUNetTrainer", env=raw_env), "Dataset978")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "NoSuchTrainer", env=raw_env),
+                    "NoSuchTrainer", "unknown trainer")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "nnUNetTrainer", env=raw_env), "twice")
+    for sub in ("labelsTs", "imagesTs"):
+        for f in (tmp_path / "raw" / "Dataset977_Tiny" / sub).iterdir():
+            f.unlink()
+        _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", env=raw_env), sub)
+    assert not (tmp_path / "pre").exists()  # nothing planned for a refused comparison
+
+
+def test_failure_message_is_the_real_exception_not_the_dataloader_follow_up(tmp_path):
+    from sss_nnunet.compare.runner import error_summary
+
+    log = tmp_path / "train.log"
+    log.write_text("$ nnUNetv2_train ...\nTraceback (most recent call last):\n  File x\n"
+                   "RuntimeError: boom: this trainer always fails\nException in thread Thread-2:\n"
+                   "RuntimeError: One or more background workers are no longer alive. Exiting.\n")
+    assert error_summary(log) == "RuntimeError: boom: this trainer always fails"
+    log.write_text("no traceback\nKilled\n")
+    assert error_summary(log) == "no traceback | Killed"
