@@ -97,8 +97,6 @@ def test_drop_path_and_layer_scale_change_training_behaviour():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="Bi-WKV custom op: fake outputs are contiguous, the torch backend's are "
-                   "scan-major for windowed batches (kernels/, issue 15 item 0, fixed on another branch)")
 def test_runs_under_torch_compile_on_cpu():
     torch.manual_seed(0)
     net = small_net(3).eval()
@@ -322,8 +320,6 @@ def test_whole_network_forward_and_backward_compile_without_graph_breaks(monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="Bi-WKV custom op: its fake registration returns contiguous outputs while "
-                   "the torch backend returns scan-major strides (kernels/, issue 15 item 0, fixed by another branch)")
 def test_whole_network_compiles_with_the_default_bi_wkv_backend():
     torch.manual_seed(0)
     _compiled_fwd_bwd(small_net(3), torch.randn(1, 2, 16, 16, 16))
