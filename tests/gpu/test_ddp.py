@@ -8,6 +8,7 @@ import pytest
 from sss_nnunet.gpucheck import ddp
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_single_process_on_the_global_batch():
     res = ddp.compare(world=2, per_rank=2, dims=3, backend="gloo")
     assert res["n_params"] > 50
@@ -16,6 +17,7 @@ def test_ddp_gradients_equal_single_process_on_the_global_batch():
     assert res["state_rel_diff"] < 1e-4, res
 
 
+@pytest.mark.slow
 def test_a_parameter_without_gradient_is_detected():
     """The check can fail: a parameter that no forward uses makes DDP's second step raise."""
     with pytest.raises(Exception, match="(?i)did not receive grad|unused|reduction"):
