@@ -89,14 +89,18 @@ def _sync_sites(step, x, y) -> list[str]:
                    if "synchroniz" in str(w.message).lower()})
 
 
-def measure(device: torch.device, compiled: bool, patch=PATCH, batch: int = BATCH, steps: int = 3) -> dict:
+def measure(device: torch.device, compiled: bool, patch=PATCH, batch: int = BATCH, steps: int = 3,
+            warmup: bool = True) -> dict:
+    """``warmup=False`` (CPU --quick): only the profiled step runs (it is then also the first)."""
     net = default_network().to(device).train()
     x, y = _batch(device, patch, batch)
     step = _make_step(net, device, compiled)
-    t0 = time.perf_counter()
-    step(x, y)  # warm-up (and compilation)
-    sync(device)
-    first = time.perf_counter() - t0
+    first = None
+    if warmup:
+        t0 = time.perf_counter()
+        step(x, y)  # warm-up (and compilation)
+        sync(device)
+        first = time.perf_counter() - t0
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -114,7 +118,7 @@ def measure(device: torch.device, compiled: bool, patch=PATCH, batch: int = BATC
         sync(device)
     profiled = time.perf_counter() - t0
     step_s = sorted(times)[len(times) // 2] if times else profiled  # steps=0: the profiled step's time
-    out = {"patch": list(patch), "batch": batch, "first_step_s": first, "step_s": step_s,
+    out = {"patch": list(patch), "batch": batch, "first_step_s": profiled if first is None else first, "step_s": step_s,
            "step_time_from": "unprofiled steps" if times else "the profiled step", "peak_memory_MB": peak}
     out.update(_kernel_table(prof, device))
     if device.type == "cuda":
@@ -129,7 +133,8 @@ def run(device: torch.device, quick: bool) -> dict:
         res["compiled"] = measure(device, compiled=True, steps=2 if quick else 5)
         return res
     patch, batch = ((32, 64, 64), 1) if quick else (PATCH, 1)
-    res = {"eager_cpu_float32": measure(device, compiled=False, patch=patch, batch=batch, steps=0 if quick else 1)}
+    res = {"eager_cpu_float32": measure(device, compiled=False, patch=patch, batch=batch, steps=0 if quick else 1,
+                                        warmup=not quick)}
     res["eager_cpu_float32"]["note"] = (f"CPU, float32, patch {'x'.join(map(str, patch))}, batch {batch} "
                                         "(not the GPU configuration)")
     res["eager"] = skipped("skipped: no CUDA (fp16 autocast + GradScaler step, peak memory, syncs and H2D "

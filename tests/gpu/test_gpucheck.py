@@ -22,7 +22,7 @@ def test_quick_run_on_the_cpu_writes_reports_and_lists_what_it_skipped(tmp_path)
     env = dict(os.environ)
     env.pop("SSS_BI_WKV_BACKEND", None)
     res = subprocess.run([sys.executable, "-m", "sss_nnunet.gpucheck", "--quick", "--out", str(out)],
-                         capture_output=True, text=True, env=env, timeout=900,
+                         capture_output=True, text=True, env=env, timeout=1800,
                          cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
