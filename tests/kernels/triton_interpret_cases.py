@@ -29,6 +29,7 @@ CASES = (
     [Case(2 if T < 256 else 1, T, 37) for T in SHAPES_T]
     + [Case(1, 1000, 7, w_max=50.0, k_max=100.0), Case(2, 64, 5, w_max=50.0, k_max=100.0)]
     + [Case(1, 256, 37, k_max=5.0, dtype=torch.float16), Case(1, 256, 37, k_max=5.0, dtype=torch.bfloat16)]
+    + [Case(3, 9, 1, w_max=3.0), Case(2, 40, 1, w_max=3.0), Case(1, 1, 1)]  # C = 1 (one lane), T = 1
 )
 
 
@@ -55,12 +56,31 @@ def test_many_chunks_and_channel_blocks(T: int, chunk: int, block_c: int):
     torch.testing.assert_close(logd, logd_torch, atol=1e-5, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("B", "T", "C"), [(2, 16, 5), (1, 40, 3), (2, 1, 1)])
+def test_one_chunk_variant_equals_the_carried_variant(B: int, T: int, C: int):
+    """chunk >= T runs the output kernels alone (CARRY=False, empty start states); forcing
+    chunks of 4 runs summary, carry and output: both must give the same result."""
+    w, u, k, v, gy = make_inputs(Case(B, T, C, w_max=3.0, k_max=3.0))
+    with triton_kernels.record_launches() as one:
+        triton_kernels.bi_wkv_forward(w, u, k, v, chunk=T)
+    assert [x.kernel for x in one] == ["wkv_fwd_output"] and one[0].constexprs["CARRY"] is False
+    y1, l1, _ = triton_kernels.bi_wkv_forward(w, u, k, v, chunk=T)
+    g1 = triton_kernels.bi_wkv_backward(w, u, k, v, y1, l1, gy, chunk=T)
+    y4, l4, _ = triton_kernels.bi_wkv_forward(w, u, k, v, chunk=4, block_c=2)
+    g4 = triton_kernels.bi_wkv_backward(w, u, k, v, y4, l4, gy, chunk=4, block_c=2)
+    torch.testing.assert_close(y1, y4, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(l1, l4, atol=1e-5, rtol=1e-6)
+    for a, b in zip(g1, g4):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
 def test_non_contiguous_inputs():
     w, u, k, v, gy = make_inputs(Case(2, 20, 6))
     y_ref, g_ref = run(w, u, k, v, gy)
     k_t = k.transpose(0, 1).contiguous().transpose(0, 1)
     v_s = torch.stack([v, -v], -1)[..., 0]
-    y, grads = run(w, u, k_t, v_s, gy)
+    g_p = gy.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # T stride 1
+    y, grads = run(w, u, k_t, v_s, g_p)
     torch.testing.assert_close(y, y_ref)
     for a, b in zip(grads, g_ref):
         torch.testing.assert_close(a, b)

@@ -1,13 +1,21 @@
 """Bi-WKV in Triton: chunked forward and backward kernels (GPU default; CPU via TRITON_INTERPRET=1).
 
 Each program owns ``BLOCK_C`` channels of one batch element and one chunk of ``chunk``
-tokens, so a long sequence spreads over many programs. Three passes per direction of work:
+tokens, so a long sequence spreads over many programs (sizes from ``launch_config``). Three
+passes per direction of work:
 
 1. summary: scan the chunk from an empty state (left to right and right to left) and
    store the state after its last token;
 2. carry: one program per (channel block, batch) walks the chunk summaries and stores the
    state entering every chunk (decay over a chunk of n tokens: ``p -= n w``, merge by max);
 3. output: rescan every chunk from its carried state, now writing per-token results.
+
+A sequence that fits one chunk skips passes 1 and 2: the output kernels are compiled with
+``CARRY=False`` and start from empty states. Chunks are at least ~sqrt(T)/2 tokens, so the
+carry walk (one step per chunk) is never much longer than a chunk's own scan: long sequences
+are carried in two levels (tokens within a chunk, chunks within the sequence). Every token
+loop is a ``tl.range`` with ``num_stages``: the loads of the next tokens do not depend on the
+running state, so Triton's software pipeliner issues them ahead (cp.async for 4-byte loads).
 
 States are ``(a, b, p)`` with value ``a * e^p`` (max trick); ``NEG`` is the log of an empty
 sum. The maths is that of ``torch_scan`` (same sign-aware shifts, see ``torch_scan.Shifts``):
@@ -20,12 +28,24 @@ deterministic, no atomics. Shapes: k, v, g (B, T, C) with any strides; w, u (C,)
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
-DEFAULT_CHUNK = 128
-DEFAULT_BLOCK_C = 32
+DEFAULT_BLOCK_C = 32  # one warp, one channel per thread
+MIN_CHUNK = 16
+SPLIT_MIN_T = 64  # shorter sequences are one chunk: two extra launches cost more than they save
+# Programs a call should launch: each is one warp running a latency-bound sequential scan, so
+# an SM wants many resident (up to 64 warps on sm_80/sm_90); 16 per SM keeps every SM busy
+# with room to hide memory latency. Used when the device is unknown (CPU / interpreter).
+PROGRAMS_PER_SM = 16
+DEFAULT_SMS = 132  # H100 SXM (A100: 108)
+DEFAULT_NUM_STAGES = 3  # software-pipelining depth of the token loops (tl.range num_stages)
 FWD_STATES = 6  # (a, b, p) left-to-right, then right-to-left
 BWD_STATES = 16  # per direction: (alpha, beta, q) + (a, b, a_d, b_d, p)
 # globals read inside kernels must be constexpr
@@ -111,7 +131,7 @@ def wkv_fwd_summary_kernel(
     k_ptr, v_ptr, w_ptr, summ_ptr,
     T, C, n_chunks, chunk,
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -124,7 +144,7 @@ def wkv_fwd_summary_kernel(
         p = tl.full([BLOCK_C], NEG, tl.float32)
         a = tl.zeros([BLOCK_C], tl.float32)
         b = tl.zeros([BLOCK_C], tl.float32)
-        for i in range(0, n_tok):
+        for i in tl.range(0, n_tok, num_stages=NUM_STAGES):
             t = _token(i, direction == 1, start, n_tok)
             phi_f, phi_r, _, _, _ = _shifts(t, T, beta)
             t = t.to(tl.int64)
@@ -141,7 +161,7 @@ def wkv_fwd_summary_kernel(
 def wkv_fwd_carry_kernel(
     summ_ptr, carry_ptr, w_ptr,
     T, C, n_chunks, chunk,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid_c, bi, _ = _chunk_program(1, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -151,7 +171,7 @@ def wkv_fwd_carry_kernel(
         p = tl.full([BLOCK_C], NEG, tl.float32)
         a = tl.zeros([BLOCK_C], tl.float32)
         b = tl.zeros([BLOCK_C], tl.float32)
-        for i in range(0, n_chunks):
+        for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
             n = tl.where(direction == 1, n_chunks - 1 - i, i)
             off = (bi * n_chunks + n) * N_FWD_STATE * C + c + 3 * direction * C
             tl.store(carry_ptr + off, a, mask=mask)
@@ -169,7 +189,7 @@ def wkv_fwd_output_kernel(
     k_ptr, v_ptr, w_ptr, u_ptr, carry_ptr, y_ptr, logd_ptr, yr_ptr,
     T, C, n_chunks, chunk,
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr, CARRY: tl.constexpr,
 ):
     """y (B, T, C) in its own dtype; logd, yr (B, T, C) float32. yr first parks the right
     scan's C~/D~ of each token, then receives the float32 y (the caller's y_hi)."""
@@ -181,11 +201,12 @@ def wkv_fwd_output_kernel(
     start = n * chunk
     n_tok = tl.minimum(chunk, T - start)
     cbase = carry_ptr + (bi * n_chunks + n) * N_FWD_STATE * C + c
+    cmask = mask & CARRY  # one chunk (CARRY=False): no carry pass, start from empty states
     # right to left: park C~_t / D~_t and log D~_t of every token
-    a = tl.load(cbase + 3 * C, mask=mask, other=0.0)
-    b = tl.load(cbase + 4 * C, mask=mask, other=0.0)
-    p = tl.load(cbase + 5 * C, mask=mask, other=NEG)
-    for i in range(0, n_tok):
+    a = tl.load(cbase + 3 * C, mask=cmask, other=0.0)
+    b = tl.load(cbase + 4 * C, mask=cmask, other=0.0)
+    p = tl.load(cbase + 5 * C, mask=cmask, other=NEG)
+    for i in tl.range(0, n_tok, num_stages=NUM_STAGES):
         t = start + n_tok - 1 - i
         _, phi_r, _, _, _ = _shifts(t, T, beta)
         t = t.to(tl.int64)
@@ -198,10 +219,10 @@ def wkv_fwd_output_kernel(
         v = _load(v_ptr, bi, t, c, s_vb, s_vt, s_vc, mask)
         p, a, b, _ = _step(p, a, b, wp, x - phi_r, v, 1.0)
     # left to right: combine left scan, parked right scan and the token's own bonus term
-    a = tl.load(cbase, mask=mask, other=0.0)
-    b = tl.load(cbase + C, mask=mask, other=0.0)
-    p = tl.load(cbase + 2 * C, mask=mask, other=NEG)
-    for i in range(0, n_tok):
+    a = tl.load(cbase, mask=cmask, other=0.0)
+    b = tl.load(cbase + C, mask=cmask, other=0.0)
+    p = tl.load(cbase + 2 * C, mask=cmask, other=NEG)
+    for i in tl.range(0, n_tok, num_stages=NUM_STAGES):
         t = start + i
         phi_f, _, lam_f, lam_r, diag = _shifts(t, T, beta)
         t = t.to(tl.int64)
@@ -230,7 +251,7 @@ def wkv_bwd_summary_kernel(
     k_ptr, v_ptr, g_ptr, y_ptr, logd_ptr, w_ptr, summ_ptr,
     T, C, n_chunks, chunk,
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc, s_gb, s_gt, s_gc,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid_c, bi, n = _chunk_program(n_chunks, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -250,7 +271,7 @@ def wkv_bwd_summary_kernel(
         bd = tl.zeros([BLOCK_C], tl.float32)
         ad_c = tl.zeros([BLOCK_C], tl.float32)
         bd_c = tl.zeros([BLOCK_C], tl.float32)
-        for i in range(0, n_tok):
+        for i in tl.range(0, n_tok, num_stages=NUM_STAGES):
             t = _token(i, direction == 1, start, n_tok)
             phi_f, phi_r, lam_f, lam_r, _ = _shifts(t, T, beta)
             t = t.to(tl.int64)
@@ -284,7 +305,7 @@ def wkv_bwd_summary_kernel(
 def wkv_bwd_carry_kernel(
     summ_ptr, carry_ptr, w_ptr,
     T, C, n_chunks, chunk,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid_c, bi, _ = _chunk_program(1, C, BLOCK_C)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -299,7 +320,7 @@ def wkv_bwd_carry_kernel(
         b = tl.zeros([BLOCK_C], tl.float32)
         ad = tl.zeros([BLOCK_C], tl.float32)
         bd = tl.zeros([BLOCK_C], tl.float32)
-        for i in range(0, n_chunks):
+        for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
             n = tl.where(direction == 1, n_chunks - 1 - i, i)
             off = (bi * n_chunks + n) * N_BWD_STATE * C + c + 8 * direction * C
             tl.store(carry_ptr + off, al, mask=mask)
@@ -334,7 +355,7 @@ def wkv_bwd_output_kernel(
     dk_ptr, dv_ptr, dw_ptr, du_ptr,
     T, C, n_chunks, chunk,
     s_kb, s_kt, s_kc, s_vb, s_vt, s_vc, s_gb, s_gt, s_gc,
-    BLOCK_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, NUM_STAGES: tl.constexpr, CARRY: tl.constexpr,
 ):
     """dk, dv: (B, T, C) float32; the right-to-left pass parks its S[g], S[g y] there.
     dw, du: (B, n_chunks, C) float32 partials of this program."""
@@ -346,22 +367,23 @@ def wkv_bwd_output_kernel(
     start = n * chunk
     n_tok = tl.minimum(chunk, T - start)
     cbase = carry_ptr + (bi * n_chunks + n) * N_BWD_STATE * C + c
+    cmask = mask & CARRY  # one chunk (CARRY=False): no carry pass, start from empty states
     dw = tl.zeros([BLOCK_C], tl.float32)
     du = tl.zeros([BLOCK_C], tl.float32)
     for step in tl.static_range(2):
         rev = step == 0  # the right-to-left states first
         o8 = tl.where(rev, 8 * C, 0)
-        al = tl.load(cbase + o8, mask=mask, other=0.0)
-        be = tl.load(cbase + o8 + C, mask=mask, other=0.0)
-        q = tl.load(cbase + o8 + 2 * C, mask=mask, other=NEG)
-        a = tl.load(cbase + o8 + 3 * C, mask=mask, other=0.0)
-        b = tl.load(cbase + o8 + 4 * C, mask=mask, other=0.0)
-        ad = tl.load(cbase + o8 + 5 * C, mask=mask, other=0.0)
-        bd = tl.load(cbase + o8 + 6 * C, mask=mask, other=0.0)
-        p = tl.load(cbase + o8 + 7 * C, mask=mask, other=NEG)
+        al = tl.load(cbase + o8, mask=cmask, other=0.0)
+        be = tl.load(cbase + o8 + C, mask=cmask, other=0.0)
+        q = tl.load(cbase + o8 + 2 * C, mask=cmask, other=NEG)
+        a = tl.load(cbase + o8 + 3 * C, mask=cmask, other=0.0)
+        b = tl.load(cbase + o8 + 4 * C, mask=cmask, other=0.0)
+        ad = tl.load(cbase + o8 + 5 * C, mask=cmask, other=0.0)
+        bd = tl.load(cbase + o8 + 6 * C, mask=cmask, other=0.0)
+        p = tl.load(cbase + o8 + 7 * C, mask=cmask, other=NEG)
         ad_c = tl.zeros([BLOCK_C], tl.float32)
         bd_c = tl.zeros([BLOCK_C], tl.float32)
-        for i in range(0, n_tok):
+        for i in tl.range(0, n_tok, num_stages=NUM_STAGES):
             t = _token(i, rev, start, n_tok)
             phi_f, phi_r, lam_f, lam_r, diag = _shifts(t, T, beta)
             t = t.to(tl.int64)
@@ -399,8 +421,99 @@ def wkv_bwd_output_kernel(
 
 
 # ----------------------------------------------------------------------------- launchers
-def _grid_chunks(T: int, chunk: int) -> int:
-    return max(1, -(-T // chunk))
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Sizes of one call: ``chunk`` tokens per program, ``block_c`` channels per program."""
+
+    chunk: int
+    block_c: int
+    n_chunks: int
+
+    @property
+    def carry(self) -> bool:
+        return self.n_chunks > 1
+
+
+def _target_programs(device: torch.device | None) -> int:
+    sms = DEFAULT_SMS
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return PROGRAMS_PER_SM * sms
+
+
+def launch_config(B: int, T: int, C: int, device: torch.device | None = None) -> LaunchConfig:
+    """Chunk and channel-block sizes for (B, T, C) so that one call fills the GPU.
+
+    Reasoning. A program is one warp running a sequential, latency-bound scan over its chunk,
+    so a call wants many programs (``PROGRAMS_PER_SM`` per SM) and, among the splits giving
+    that many, the shortest sequential path:
+    - ``block_c`` = min(32, next power of two >= C): one channel per thread, no masked lanes
+      for C >= 32 and no wasted loads for small C;
+    - ``rows`` = B * cdiv(C, block_c) programs come for free; T is split into just enough
+      chunks (``cdiv(target, rows)``) to reach the target, since every extra chunk costs a
+      summary store and a carry step;
+    - chunks are never shorter than ``MIN_CHUNK`` (16: below that the fixed cost of a program
+      dominates) nor than ~sqrt(T)/2: the carry pass walks the chunks one by one, so its
+      length n_chunks <= 2 sqrt(T) stays comparable to a chunk's scan (two-level carry);
+    - chunks are rounded up to a multiple of 16 (aligned starts; Triton specialises integer
+      arguments divisible by 16); a sequence that fits one chunk is one chunk (no carry pass),
+      and so is any T <= ``SPLIT_MIN_T``: a summary and a carry launch (~5 us each) would cost
+      more than a 64-token scan.
+    Example (132 SMs, target 2112): the network's local windows (B*n_windows rows of T=8..64)
+    are one chunk each; T=2048, B=2, C=64 -> chunks of 32 -> 64 chunks x 4 rows = 256 programs;
+    T=131072, B=1, C=32 -> chunks of 192 -> 683 programs.
+    """
+    block_c = min(DEFAULT_BLOCK_C, triton.next_power_of_2(max(C, 1)))
+    rows = max(B, 1) * triton.cdiv(max(C, 1), block_c)
+    want = triton.cdiv(_target_programs(device), rows)
+    chunk = max(triton.cdiv(T, want), MIN_CHUNK, (math.isqrt(max(T - 1, 0)) + 2) // 2)
+    chunk = triton.cdiv(chunk, 16) * 16
+    if chunk >= T or T <= SPLIT_MIN_T:
+        return LaunchConfig(max(T, 1), block_c, 1)
+    return LaunchConfig(chunk, block_c, triton.cdiv(T, chunk))
+
+
+@dataclass
+class Launch:
+    """One kernel launch as the launchers issue it (recorded by ``record_launches``)."""
+
+    kernel: str
+    grid: tuple[int, ...]
+    args: tuple
+    constexprs: dict
+    num_warps: int = 1
+
+
+_recorder: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def record_launches() -> Iterator[list[Launch]]:
+    """Collect the launches of ``bi_wkv_forward``/``bi_wkv_backward`` instead of running them
+    (outputs are then uninitialised). ``aot`` uses it to compile exactly the argument types
+    and specialisations that Triton's runtime derives from real calls."""
+    global _recorder
+    prev, _recorder = _recorder, []
+    try:
+        yield _recorder
+    finally:
+        _recorder = prev
+
+
+def _launch(name: str, grid: int, *args, **constexprs) -> None:
+    constexprs.setdefault("NUM_STAGES", DEFAULT_NUM_STAGES)
+    if _recorder is not None:
+        _recorder.append(Launch(name, (grid,), args, constexprs))
+        return
+    KERNELS[name][(grid,)](*args, **constexprs, num_warps=1)
+
+
+def _config(B: int, T: int, C: int, device, chunk: int | None, block_c: int | None) -> LaunchConfig:
+    cfg = launch_config(B, T, C, device)
+    if chunk is None and block_c is None:
+        return cfg
+    chunk = min(chunk or cfg.chunk, max(T, 1))
+    return LaunchConfig(chunk, block_c or cfg.block_c, triton.cdiv(max(T, 1), chunk))
 
 
 def _strides(*ts: torch.Tensor) -> list[int]:
@@ -409,56 +522,56 @@ def _strides(*ts: torch.Tensor) -> list[int]:
 
 def bi_wkv_forward(
     w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-    chunk: int = DEFAULT_CHUNK, block_c: int = DEFAULT_BLOCK_C,
+    chunk: int | None = None, block_c: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """y (B, T, C) in v's dtype, the normalised logD (B, T, C) float32, and y_hi (float32 y
-    when v is float16/bfloat16, else empty), as ``torch_scan.bi_wkv_forward``. Any strides."""
+    when v is float16/bfloat16, else empty), as ``torch_scan.bi_wkv_forward``. Any strides.
+    ``chunk``/``block_c`` override ``launch_config`` (tests)."""
     B, T, C = k.shape
-    nc = _grid_chunks(T, chunk)
+    cfg = _config(B, T, C, k.device, chunk, block_c)
+    nc, cb = cfg.n_chunks, triton.cdiv(C, cfg.block_c)
     w32, u32 = w.float().contiguous(), u.float().contiguous()
     f32 = dict(device=k.device, dtype=torch.float32)
-    summ = torch.empty(B, nc, FWD_STATES, C, **f32)
-    carry = torch.empty_like(summ)
+    carry = torch.empty(B, nc, FWD_STATES, C, **f32) if cfg.carry else torch.empty(0, **f32)
     y = torch.empty(B, T, C, device=k.device, dtype=v.dtype)
     logd = torch.empty(B, T, C, **f32)
     yr = torch.empty(B, T, C, **f32)
-    cb = triton.cdiv(C, block_c)
     st = _strides(k, v)
-    wkv_fwd_summary_kernel[(nc * cb * B,)](k, v, w32, summ, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1)
-    wkv_fwd_carry_kernel[(cb * B,)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
-    wkv_fwd_output_kernel[(nc * cb * B,)](
-        k, v, w32, u32, carry, y, logd, yr, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1
-    )
+    sizes = (T, C, nc, cfg.chunk)
+    if cfg.carry:
+        summ = torch.empty_like(carry)
+        _launch("wkv_fwd_summary", nc * cb * B, k, v, w32, summ, *sizes, *st, BLOCK_C=cfg.block_c)
+        _launch("wkv_fwd_carry", cb * B, summ, carry, w32, *sizes, BLOCK_C=cfg.block_c)
+    _launch("wkv_fwd_output", nc * cb * B, k, v, w32, u32, carry, y, logd, yr, *sizes, *st,
+            BLOCK_C=cfg.block_c, CARRY=cfg.carry)
     return y, logd, (yr if v.dtype in (torch.float16, torch.bfloat16) else yr.new_empty(0))
 
 
 def bi_wkv_backward(
     w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     y: torch.Tensor, logd: torch.Tensor, gy: torch.Tensor,
-    chunk: int = DEFAULT_CHUNK, block_c: int = DEFAULT_BLOCK_C,
+    chunk: int | None = None, block_c: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dw, du, dk, dv) in the dtypes of (w, u, k, v); y is float32 (y_hi for half inputs)."""
     B, T, C = k.shape
-    nc = _grid_chunks(T, chunk)
+    cfg = _config(B, T, C, k.device, chunk, block_c)
+    nc, cb = cfg.n_chunks, triton.cdiv(C, cfg.block_c)
     w32, u32 = w.float().contiguous(), u.float().contiguous()
     y, logd = y.float().contiguous(), logd.contiguous()
     f32 = dict(device=k.device, dtype=torch.float32)
-    summ = torch.empty(B, nc, BWD_STATES, C, **f32)
-    carry = torch.empty_like(summ)
+    carry = torch.empty(B, nc, BWD_STATES, C, **f32) if cfg.carry else torch.empty(0, **f32)
     dk = torch.empty(B, T, C, **f32)
     dv = torch.empty(B, T, C, **f32)
     dw_part = torch.empty(B, nc, C, **f32)
     du_part = torch.empty(B, nc, C, **f32)
-    cb = triton.cdiv(C, block_c)
     st = _strides(k, v, gy)
-    wkv_bwd_summary_kernel[(nc * cb * B,)](
-        k, v, gy, y, logd, w32, summ, T, C, nc, chunk, *st, BLOCK_C=block_c, num_warps=1
-    )
-    wkv_bwd_carry_kernel[(cb * B,)](summ, carry, w32, T, C, nc, chunk, BLOCK_C=block_c, num_warps=1)
-    wkv_bwd_output_kernel[(nc * cb * B,)](
-        k, v, gy, y, logd, w32, u32, carry, dk, dv, dw_part, du_part, T, C, nc, chunk, *st,
-        BLOCK_C=block_c, num_warps=1,
-    )
+    sizes = (T, C, nc, cfg.chunk)
+    if cfg.carry:
+        summ = torch.empty_like(carry)
+        _launch("wkv_bwd_summary", nc * cb * B, k, v, gy, y, logd, w32, summ, *sizes, *st, BLOCK_C=cfg.block_c)
+        _launch("wkv_bwd_carry", cb * B, summ, carry, w32, *sizes, BLOCK_C=cfg.block_c)
+    _launch("wkv_bwd_output", nc * cb * B, k, v, gy, y, logd, w32, u32, carry, dk, dv, dw_part, du_part,
+            *sizes, *st, BLOCK_C=cfg.block_c, CARRY=cfg.carry)
     dw = dw_part.sum((0, 1)).to(w.dtype)
     du = du_part.sum((0, 1)).to(u.dtype)
     return dw, du, dk.to(k.dtype), dv.to(v.dtype)
