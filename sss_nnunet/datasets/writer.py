@@ -9,14 +9,13 @@
 - ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``: the folds nnUNetv2_train uses.
 
 Every file is checked before anything is written; the dataset folder is built under a
-temporary name and renamed only when complete, and the split (staged under a hidden name)
-is renamed into place right after it, so a run that fails or is interrupted leaves both
+temporary name and renamed only when complete, and the split (staged under a hidden name in
+nnUNet_preprocessed) is renamed into place right after it, so a run that fails or is interrupted leaves both
 folders as they were, and a new split never sits beside an old dataset.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -32,7 +31,7 @@ from sss_nnunet.datasets.common import FILE_ENDING, Case, LabelMap, convert_case
 from sss_nnunet.datasets.specs import DatasetSpec
 from sss_nnunet.datasets.splits import Split, check_splits
 from sss_nnunet.errors import SSSError
-from sss_nnunet.io import atomic_directory, atomic_output, atomic_write_json
+from sss_nnunet.io import atomic_directory, atomic_write_json
 
 MAX_LISTED = 5  # missing files named in a message
 
@@ -154,27 +153,26 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     if any(p.name != "splits_final.json" for p in split_file.parent.glob("*")):
         notes.append(f"{split_file.parent} holds preprocessed data of an earlier conversion: re-run "
                      f"nnUNetv2_plan_and_preprocess -d {spec.dataset_id} --clean")
-    new_split_folder = not split_file.parent.exists()
+    # The split is staged under a hidden name in nnUNet_preprocessed itself (same file system) and moved
+    # into DatasetNNN_Name/ only after the dataset folder is in place: an interrupted run leaves neither a
+    # new split beside the old dataset nor a new (empty) preprocessed dataset folder nnU-Net would find.
+    staged = pre_base / f".{spec.folder_name}.splits_final.{os.getpid()}.staged"
     try:
-        # The split is staged under a hidden temporary name and renamed into place only after the
-        # dataset folder has been: an interrupted run never pairs a new split with the old dataset.
-        with atomic_output(split_file) as split_tmp:
-            split_tmp.write_text(json.dumps(splits, indent=4) + "\n")
-            with atomic_directory(target, overwrite=overwrite) as tmp:
-                for subset in counts:
-                    (tmp / f"images{subset}").mkdir()
-                    (tmp / f"labels{subset}").mkdir()
-                _convert_all(present, tmp, conv.label_map, workers, spec.folder_name)
-                atomic_write_json(tmp / "dataset.json",
-                                  dataset_json(spec, counts["Tr"], counts["Ts"], conv.description))
-                atomic_write_json(tmp / "splits_final.json", splits)
-    except BaseException as e:
-        if new_split_folder and not split_file.exists():
-            with contextlib.suppress(OSError):
-                split_file.parent.rmdir()  # only if still empty
-        if isinstance(e, FileExistsError):  # created by someone else meanwhile
-            raise SSSError(str(e)) from None
-        raise
+        atomic_write_json(staged, splits)
+        with atomic_directory(target, overwrite=overwrite) as tmp:
+            for subset in counts:
+                (tmp / f"images{subset}").mkdir()
+                (tmp / f"labels{subset}").mkdir()
+            _convert_all(present, tmp, conv.label_map, workers, spec.folder_name)
+            atomic_write_json(tmp / "dataset.json",
+                              dataset_json(spec, counts["Tr"], counts["Ts"], conv.description))
+            atomic_write_json(tmp / "splits_final.json", splits)
+        split_file.parent.mkdir(exist_ok=True)
+        os.replace(staged, split_file)
+    except FileExistsError as e:  # created by someone else meanwhile
+        raise SSSError(str(e)) from None
+    finally:
+        staged.unlink(missing_ok=True)
     return Report(target, split_file, counts, splits, missing, notes)
 
 

@@ -182,7 +182,8 @@ def test_split_lands_only_with_the_dataset(synapse, nnunet_env, convert, monkeyp
         convert("synapse", "--raw", synapse, "--overwrite", "--allow-missing")
     assert split_file.read_bytes() == split_before
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot
-    assert [p.name for p in split_file.parent.iterdir()] == ["splits_final.json"]  # no staged copy left
+    assert [p.name for p in split_file.parent.iterdir()] == ["splits_final.json"]
+    assert [p.name for p in split_file.parent.parent.iterdir()] == [split_file.parent.name]  # no staged copy left
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset801_Synapse8"]
 
     monkeypatch.setattr(os, "replace", real_replace)

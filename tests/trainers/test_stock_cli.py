@@ -62,17 +62,51 @@ def test_train_fold0_with_the_stock_command(trained):
     assert ckpt["trainer_name"] == "SSSTrainer_tiny" and ckpt["current_epoch"] == 1
     assert any(k.startswith("encoder.") and "global_mix" in k for k in ckpt["network_weights"])
     assert "Using device: cpu" in out
-    summary = json.loads((results_folder(root, "SSSTrainer_tiny") / "fold_0" / "validation" / "summary.json")
-                         .read_text())
-    assert "mean" in summary and summary["foreground_mean"]["Dice"] >= 0
+    check_validation(root, results_folder(root, "SSSTrainer_tiny") / "fold_0" / "validation",
+                     json.loads((root / "preprocessed" / DATASET / "splits_final.json").read_text())[0]["val"])
+
+
+def check_validation(root: Path, folder: Path, cases: list[str]) -> None:
+    """nnU-Net's validation of a fold: one prediction per validation case with the geometry of its raw label
+    and only the dataset's labels, and a summary.json whose Dice is the Dice of those predictions."""
+    labels = root / "raw" / DATASET / "labelsTr"
+    assert sorted(p.name for p in folder.glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c in cases)
+    summary = json.loads((folder / "summary.json").read_text())
+    per_case = {Path(c["reference_file"]).name: c["metrics"] for c in summary["metric_per_case"]}
+    assert sorted(per_case) == sorted(f"{c}.nii.gz" for c in cases)
+    for c in cases:
+        pred_img, ref_img = sitk.ReadImage(str(folder / f"{c}.nii.gz")), sitk.ReadImage(str(labels / f"{c}.nii.gz"))
+        assert pred_img.GetSize() == ref_img.GetSize()
+        assert np.allclose(pred_img.GetSpacing(), ref_img.GetSpacing())
+        assert np.allclose(pred_img.GetOrigin(), ref_img.GetOrigin())
+        assert np.allclose(pred_img.GetDirection(), ref_img.GetDirection())
+        pred, ref = sitk.GetArrayFromImage(pred_img), sitk.GetArrayFromImage(ref_img)
+        assert set(np.unique(pred)) <= {0, 1, 2}
+        for label in (1, 2):
+            p, r = pred == label, ref == label
+            dice = 2 * (p & r).sum() / (p.sum() + r.sum()) if p.sum() + r.sum() else float("nan")
+            reported = per_case[f"{c}.nii.gz"][str(label)]["Dice"]
+            assert (np.isnan(dice) and np.isnan(reported)) or reported == pytest.approx(dice, abs=1e-6)
 
 
 def test_resume_continues_from_the_checkpoint(trained):
+    """--c restores the weights and the optimizer state of the checkpoint, not only the epoch counter: a
+    marker put into one weight of the checkpoint survives (2 AdamW steps of lr <= 1e-3 move it by < 0.01),
+    and AdamW's step count goes on from the checkpoint's (2 iterations per epoch)."""
     root, env, _ = trained
+    path = results_folder(root, "SSSTrainer_tiny") / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    assert {int(s["step"]) for s in ckpt["optimizer_state"]["state"].values()} == {2}
+    name = next(k for k, v in ckpt["network_weights"].items() if k.endswith(".bias") and v.ndim == 1)
+    ckpt["network_weights"][name] = torch.full_like(ckpt["network_weights"][name], 3.0)
+    torch.save(ckpt, path)
     out = run(["nnUNetv2_train", "977", "3d_fullres", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu", "--c"],
               dict(env, SSS_TINY_EPOCHS="2"))
     assert "Epoch 1" in out and "Epoch 0" not in out  # only the missing epoch was trained
-    assert checkpoint(root, "SSSTrainer_tiny")["current_epoch"] == 2
+    resumed = checkpoint(root, "SSSTrainer_tiny")
+    assert resumed["current_epoch"] == 2
+    assert (resumed["network_weights"][name] - 3.0).abs().max() < 0.01, name
+    assert {int(s["step"]) for s in resumed["optimizer_state"]["state"].values()} == {4}
 
 
 def test_predict_rebuilds_the_network_from_the_checkpoint(trained):
@@ -119,6 +153,10 @@ def test_fold_all_trains_on_every_training_case(workspace):
     run(["nnUNetv2_train", "977", "3d_fullres", "all", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
     ckpt = checkpoint(root, "SSSTrainer_tiny", fold="fold_all")
     assert ckpt["trainer_name"] == "SSSTrainer_tiny" and ckpt["init_args"]["fold"] == "all"
+    # fold "all": nnU-Net trains and validates on every training case -> a validation prediction for each
+    every_case = sorted(p.name.removesuffix(".nii.gz") for p in (root / "raw" / DATASET / "labelsTr").glob("*.nii.gz"))
+    assert len(every_case) == 6
+    check_validation(root, results_folder(root, "SSSTrainer_tiny") / "fold_all" / "validation", every_case)
 
 
 def test_region_dataset_trains_and_predicts(tmp_path):
