@@ -236,7 +236,8 @@ def test_3d_lowres_and_cascade_through_the_stock_cli(workspace, tmp_path):
     run(["nnUNetv2_train", "977", "3d_lowres", "all", "-tr", "SSSTrainer_tiny", "-p", plans, "-device", "cpu"], env)
     lowres = root / "results" / DATASET / f"SSSTrainer_tiny__{plans}__3d_lowres"
     # validation on every case wrote the segmentations the cascade trains on
-    assert len(list((lowres / "predicted_next_stage" / "3d_cascade_fullres").glob("*.npz"))) == 6
+    next_stage = lowres / "predicted_next_stage" / "3d_cascade_fullres"
+    assert {p.name.split(".")[0] for p in next_stage.iterdir()} == {f"tiny_{i:03d}" for i in range(6)}
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(tmp_path / "lowres"), "-d", "977", "-c", "3d_lowres",
          "-tr", "SSSTrainer_tiny", "-p", plans, "-f", "all", "-device", "cpu", "--disable_progress_bar"], env)
     _check_predictions(root, tmp_path / "lowres")
