@@ -6,8 +6,8 @@ the prediction is a perturbed copy with an occasional spurious blob), writes the
 as .nii.gz, then scores every case and class twice with the same process count:
 
 - ours:  ``sss_nnunet.evaluation.evaluate.evaluate_pairs`` (crop per class, SciPy EDT);
-- medpy: ``medpy.metric.binary.dc`` and ``hd95`` on the full volume, same loading,
-         same protocol rules for empty masks.
+- medpy: ``medpy.metric.binary.dc`` and ``hd95`` on the full volume, same loading; the empty-mask
+         rules of the protocol written out in this file (not taken from ``Protocol.score``).
 
 Prints both wall times, the ratio, and the largest difference between the results.
 
@@ -17,6 +17,7 @@ Prints both wall times, the ratio, and the largest difference between the result
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import sys
@@ -90,19 +91,30 @@ def write_cases(folder: Path, n: int, shape) -> list[CasePair]:
     return pair_cases(folder / "pred", folder / "gt", ".nii.gz")
 
 
+def empty_mask_reference(p_any: bool, g_any: bool, shape, spacing, protocol: Protocol) -> tuple[float, float]:
+    """(dice, hd95) when a mask is empty, written from the protocol descriptions independently of
+    ``Protocol.score``: both empty -> (1, 0); one empty -> Dice 0 (as medpy's ``dc``), HD95 0 (paper) or
+    the image diagonal in mm, sqrt(sum((size * spacing)^2)) (strict)."""
+    assert not (p_any and g_any)
+    if not p_any and not g_any:
+        return 1.0, 0.0
+    diagonal = math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
+    return 0.0, diagonal if protocol.penalize_empty else 0.0
+
+
 def medpy_scores(pred: np.ndarray, gt: np.ndarray, spacing, protocol: Protocol, n_classes: int = N_ORGANS):
-    """[(dice, hd95)] per label 1..n_classes with medpy on the full volume, the protocol's empty rules."""
+    """[(dice, hd95)] per label 1..n_classes with medpy on the full volume, empty masks by
+    :func:`empty_mask_reference`."""
     from medpy.metric import binary
 
     out = []
     for label in range(1, n_classes + 1):
         p, g = pred == label, gt == label
-        d = binary.dc(p, g)
         if p.any() and g.any():
             h = binary.hd95(p, g, voxelspacing=spacing if protocol.use_spacing else None)
-        else:  # the protocol's rule for an empty mask (no distances involved)
-            h = protocol.score(p, g, spacing, gt.shape).hd95
-        out.append((d, h))
+            out.append((binary.dc(p, g), h))
+        else:
+            out.append(empty_mask_reference(bool(p.any()), bool(g.any()), gt.shape, spacing, protocol))
     return out
 
 

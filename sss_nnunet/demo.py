@@ -154,14 +154,13 @@ def run(args: argparse.Namespace) -> int:
     env = demo_env(workdir, args.use_env)
     raw, pre, res = _dataset_folders(env, args.id)
     name = raw.name
-    if any(p.exists() for p in (raw, pre, res)):
-        if not args.overwrite:
-            raise SSSError(f"{workdir if not args.use_env else raw.parent} already holds a demo run of {name} "
-                           f"(use --overwrite to start again)")
-        for p in (raw, pre, res):
-            shutil.rmtree(p, ignore_errors=True)
     out = workdir / "demo_output"
-    shutil.rmtree(out, ignore_errors=True)
+    if any(p.exists() for p in (raw, pre, res, out)):
+        if not args.overwrite:
+            held = out if out.exists() else (workdir if not args.use_env else raw.parent)
+            raise SSSError(f"{held} already holds a demo run of {name} (use --overwrite to start again)")
+        for p in (raw, pre, res, out):
+            shutil.rmtree(p, ignore_errors=True)
     logs = out / "logs"
     steps = Steps(6)
     print(f"sss-nnunet demo: nnU-Net folders under {Path(env['nnUNet_raw']).parent}, outputs in {out}")

@@ -82,9 +82,13 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
         yield tmp
         _default_mode(tmp, directory=True)
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the previous copy back: the target is never left missing
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)

@@ -9,8 +9,9 @@
 - ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``: the folds nnUNetv2_train uses.
 
 Every file is checked before anything is written; the dataset folder is built under a
-temporary name and renamed only when complete, and the split is written last, so a run
-that fails or is interrupted leaves neither folder changed.
+temporary name and renamed only when complete, and the split (staged under a hidden name in
+nnUNet_preprocessed) is renamed into place right after it, so a run that fails or is interrupted leaves both
+folders as they were, and a new split never sits beside an old dataset.
 """
 
 from __future__ import annotations
@@ -157,7 +158,12 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     if any(p.name != "splits_final.json" for p in split_file.parent.glob("*")):
         notes.append(f"{split_file.parent} holds preprocessed data of an earlier conversion: re-run "
                      f"nnUNetv2_plan_and_preprocess -d {spec.dataset_id} --clean")
+    # The split is staged under a hidden name in nnUNet_preprocessed itself (same file system) and moved
+    # into DatasetNNN_Name/ only after the dataset folder is in place: an interrupted run leaves neither a
+    # new split beside the old dataset nor a new (empty) preprocessed dataset folder nnU-Net would find.
+    staged = pre_base / f".{spec.folder_name}.splits_final.{os.getpid()}.staged"
     try:
+        atomic_write_json(staged, splits)
         with atomic_directory(target, overwrite=overwrite) as tmp:
             for subset in counts:
                 (tmp / f"images{subset}").mkdir()
@@ -166,9 +172,12 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
             atomic_write_json(tmp / "dataset.json",
                               dataset_json(spec, counts["Tr"], counts["Ts"], conv.description))
             atomic_write_json(tmp / "splits_final.json", splits)
-            atomic_write_json(split_file, splits)
+        split_file.parent.mkdir(exist_ok=True)
+        os.replace(staged, split_file)
     except FileExistsError as e:  # created by someone else meanwhile
         raise SSSError(str(e)) from None
+    finally:
+        staged.unlink(missing_ok=True)
     return Report(target, split_file, counts, splits, missing, notes)
 
 

@@ -2,11 +2,12 @@
 
 Everything but the network, the optimiser and a few checks is inherited from
 ``nnUNetTrainer``: data loading, augmentation, deep-supervision loss, sliding-window
-validation, checkpoints, ``--c``, ``-device cpu|cuda``, DDP, regions.
+validation, checkpoints (written atomically here), ``--c``, ``-device cpu|cuda``, DDP, regions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -107,6 +108,20 @@ class SSSTrainer(nnUNetTrainer):
         )
         warmup = max(1, round(self.warmup_fraction * self.num_epochs))
         return optimizer, WarmupCosineLR(optimizer, self.initial_lr, self.num_epochs, warmup)
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a hidden temporary file in the same folder and renamed over
+        ``filename`` only when complete: a run killed while saving (nnU-Net's plain ``torch.save``
+        leaves a truncated ``checkpoint_latest.pth``) keeps the previous checkpoint loadable for ``--c``."""
+        folder, name = os.path.split(os.fspath(filename))
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.partial")
+        try:
+            super().save_checkpoint(tmp)
+            if os.path.isfile(tmp):  # nothing is written on other DDP ranks or with checkpointing disabled
+                os.replace(tmp, filename)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         """Refuse checkpoints of another trainer with a clear message; accept a loaded dict

@@ -51,3 +51,23 @@ def test_existing_directory_is_refused_without_overwrite(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(FileExistsError, match="--overwrite"), atomic_directory(tmp_path / "d"):
         pass
+
+
+def test_failed_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
+    """The second rename (new copy into place) fails: the old copy is back at the target, nothing hidden is left."""
+    target = tmp_path / "keep"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if ".partial" in str(src):
+            raise OSError("injected failure while renaming the new copy into place")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="injected"), atomic_directory(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert (target / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]

@@ -145,6 +145,25 @@ def assert_nothing_written(env: dict[str, Path]) -> None:
     assert leftovers == [], f"left behind: {leftovers}"
 
 
+def nnunet_splits(identifiers: list[str], group: Callable[[str], str] | None = None) -> list[dict]:
+    """Independent reference for the converters' 5-fold CV: what ``nnUNetTrainer.do_split`` makes when
+    there is no splits_final.json (nnU-Net's ``generate_crossval_split`` over the np.sort-ed identifiers,
+    seed 12345). With ``group`` (ACDC patients), nnU-Net's split of the sorted groups, each fold then
+    holding every case of its groups."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    if group is None:
+        return [{k: [str(x) for x in v] for k, v in fold.items()}
+                for fold in generate_crossval_split(list(np.sort(identifiers)), seed=12345, n_splits=5)]
+    groups = list(np.sort(list({group(i) for i in identifiers})))
+    folds = []
+    for fold in generate_crossval_split(groups, seed=12345, n_splits=5):
+        val = {str(g) for g in fold["val"]}
+        folds.append({"train": sorted(i for i in identifiers if group(i) not in val),
+                      "val": sorted(i for i in identifiers if group(i) in val)})
+    return folds
+
+
 # ---- checks on converted datasets ------------------------------------------------------
 
 def read(path: Path) -> tuple[np.ndarray, sitk.Image]:

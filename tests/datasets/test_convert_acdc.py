@@ -8,6 +8,7 @@ from dataset_trees import (
     check_label,
     identifiers,
     load_json,
+    nnunet_splits,
     verify_with_nnunet,
 )
 
@@ -52,7 +53,7 @@ def test_acdc_paper_dataset(raw_tree, nnunet_env, convert):
         assert sorted(fold["train"] + fold["val"]) == sorted(TRAIN + VAL)
         # grouped by patient: both frames of a patient on the same side
         assert not {patient_of(n) for n in fold["train"]} & {patient_of(n) for n in fold["val"]}
-    assert sorted(n for fold in splits[1:] for n in fold["val"]) != []
+    assert splits[1:] == nnunet_splits(TRAIN + VAL, group=patient_of)[1:]  # nnU-Net's CV over patients
     verify_with_nnunet(folder)
 
 

@@ -12,13 +12,13 @@ from dataset_trees import (
     identifiers,
     load_json,
     msd_image,
+    nnunet_splits,
     read,
     verify_with_nnunet,
     write_nifti,
 )
 
 from sss_nnunet.datasets.specs import paper_splits
-from sss_nnunet.datasets.splits import cross_validation
 
 SPLIT = paper_splits()["brats_msd_task01"]
 REGIONS = {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": [3]}
@@ -61,7 +61,7 @@ def test_brats_msd_paper_dataset(raw_tree, nnunet_env, convert):
 
     splits = load_json(nnunet_env["nnUNet_preprocessed"] / "Dataset804_BraTSMSD" / "splits_final.json")
     assert splits[0] == {"train": sorted(SPLIT["train_387"]), "val": sorted(SPLIT["val_73"])}
-    assert splits[1:] == cross_validation(train_val)[1:]
+    assert splits[1:] == nnunet_splits(train_val)[1:]
     for fold in splits:
         assert sorted(fold["train"] + fold["val"]) == train_val
     verify_with_nnunet(folder)
@@ -84,7 +84,7 @@ def test_brats2021_dataset(raw_tree, nnunet_env, convert):
     ds = load_json(folder / "dataset.json")
     assert ds["labels"] == REGIONS and ds["regions_class_order"] == [1, 2, 3]
     splits = load_json(nnunet_env["nnUNet_preprocessed"] / "Dataset805_BraTS2021" / "splits_final.json")
-    assert splits == cross_validation(BRATS2021_CASES)
+    assert splits == nnunet_splits(BRATS2021_CASES)
     verify_with_nnunet(folder)
 
 

@@ -6,6 +6,8 @@ nnUNet_raw or nnUNet_preprocessed.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from dataset_trees import (
@@ -129,13 +131,12 @@ def test_allow_missing_converts_the_rest(synapse, nnunet_env, convert):
 def test_existing_dataset_refused_unless_overwrite(synapse, nnunet_env, convert):
     assert convert("synapse", "--raw", synapse)[0] == 0
     folder = nnunet_env["nnUNet_raw"] / "Dataset801_Synapse8"
-    before = lab(synapse, "0005").read_bytes()
+    snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     write_nifti(lab(synapse, "0005"), np.zeros((3, 4, 4), np.uint8))
     rc, _, err = convert("synapse", "--raw", synapse)
     assert rc == 2 and str(folder) in err and "--overwrite" in err
-    assert (folder / "labelsTr" / "img0005.nii.gz").exists()
-    assert read(folder / "labelsTr" / "img0005.nii.gz")[0].any()  # untouched
-    assert before
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot  # untouched
+    assert read(folder / "labelsTr" / "img0005.nii.gz")[0].any()
 
     rc, _, err = convert("synapse", "--raw", synapse, "--overwrite")
     assert rc == 0, err
@@ -155,6 +156,42 @@ def test_failed_overwrite_keeps_old_dataset(synapse, nnunet_env, convert):
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot
     assert split_file.read_bytes() == split_before
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset801_Synapse8"]
+
+
+def test_split_lands_only_with_the_dataset(synapse, nnunet_env, convert, monkeypatch):
+    """--overwrite with a different split (one training case fewer) fails when the new dataset folder is
+    renamed into place: the old dataset AND its old split stay, no new split beside the old dataset."""
+    import os
+
+    assert convert("synapse", "--raw", synapse)[0] == 0
+    folder = nnunet_env["nnUNet_raw"] / "Dataset801_Synapse8"
+    split_file = nnunet_env["nnUNet_preprocessed"] / "Dataset801_Synapse8" / "splits_final.json"
+    snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    split_before = split_file.read_bytes()
+    img(synapse, "0005").unlink()
+    lab(synapse, "0005").unlink()
+    real_replace = os.replace
+
+    def dataset_rename_fails(src, dst):
+        if str(dst) == str(folder) and ".partial" in str(src):
+            raise OSError("injected: the dataset folder could not be renamed into place")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dataset_rename_fails)
+    with pytest.raises(OSError, match="injected"):
+        convert("synapse", "--raw", synapse, "--overwrite", "--allow-missing")
+    assert split_file.read_bytes() == split_before
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot
+    assert [p.name for p in split_file.parent.iterdir()] == ["splits_final.json"]
+    assert [p.name for p in split_file.parent.parent.iterdir()] == [split_file.parent.name]  # no staged copy left
+    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == ["Dataset801_Synapse8"]
+
+    monkeypatch.setattr(os, "replace", real_replace)
+    rc, _, err = convert("synapse", "--raw", synapse, "--overwrite", "--allow-missing")
+    assert rc == 0, err
+    new_split = load_json(split_file)
+    assert new_split == load_json(folder / "splits_final.json") != json.loads(split_before)
+    assert "img0005" not in {n for fold in new_split for n in fold["train"] + fold["val"]}
 
 
 def test_interrupted_run_leaves_nothing(synapse, nnunet_env, convert, monkeypatch):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataset_trees import check_image, check_label, identifiers, load_json, verify_with_nnunet
+from dataset_trees import check_image, check_label, identifiers, load_json, nnunet_splits, verify_with_nnunet
 
 from sss_nnunet.datasets.specs import BTCV_LABELS, SYNAPSE8_FROM_BTCV, paper_splits
-from sss_nnunet.datasets.splits import cross_validation
 
 SPLIT = paper_splits()["synapse"]
 
@@ -42,7 +41,7 @@ def test_synapse8_paper_dataset(raw_tree, nnunet_env, convert):
     # no validation set in the paper: nnU-Net's default seeded 5-fold CV over the 18 training cases
     splits = load_json(nnunet_env["nnUNet_preprocessed"] / "Dataset801_Synapse8" / "splits_final.json")
     assert splits == load_json(folder / "splits_final.json")
-    assert splits == cross_validation(SPLIT["train_18"])
+    assert splits == nnunet_splits(SPLIT["train_18"])
     assert len(splits) == 5
     for fold in splits:
         assert sorted(fold["train"] + fold["val"]) == sorted(SPLIT["train_18"])
@@ -66,6 +65,6 @@ def test_btcv13_dataset(raw_tree, nnunet_env, convert):
     ds = load_json(folder / "dataset.json")
     assert ds["labels"] == {"background": 0, **{n: v for v, n in BTCV_LABELS.items()}}
     splits = load_json(nnunet_env["nnUNet_preprocessed"] / "Dataset802_BTCV13" / "splits_final.json")
-    assert splits == cross_validation(everything)
+    assert splits == nnunet_splits(everything)
     assert sorted(n for fold in splits for n in fold["val"]) == everything  # each case validated once
     verify_with_nnunet(folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dataset_trees import msd_image, write_nifti
+from dataset_trees import msd_image, nnunet_splits, write_nifti
 
 from sss_nnunet.datasets.acdc import read_info_cfg
 from sss_nnunet.datasets.common import split_channels
@@ -39,6 +39,8 @@ def test_regions_class_order():
 def test_grouped_cross_validation():
     ids = [f"patient{p:03d}_frame{f:02d}" for p in range(1, 11) for f in (1, 9)]
     folds = cross_validation(ids, group=lambda x: x.split("_")[0])
+    assert folds == nnunet_splits(ids, group=lambda x: x.split("_")[0])
+    assert cross_validation(ids[::-1]) == nnunet_splits(ids)  # input order does not matter, as in nnU-Net
     assert len(folds) == 5
     assert sorted(n for f in folds for n in f["val"]) == sorted(ids)
     for f in folds:

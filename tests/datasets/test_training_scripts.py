@@ -116,8 +116,9 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     import json
     import sys
 
+    from dataset_trees import nnunet_splits
+
     from sss_nnunet.datasets.specs import paper_splits
-    from sss_nnunet.datasets.splits import cross_validation
 
     stub_bin, log = tmp_path / "stub_bin", tmp_path / "train_calls.txt"
     stub_bin.mkdir()
@@ -132,7 +133,7 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     assert log.read_text().splitlines() == ["801 3d_fullres 0 -tr SSSTrainer"]
     train = sorted(paper_splits()["synapse"]["train_18"])
     pre = Path(env["nnUNet_preprocessed"]) / "Dataset801_Synapse8"
-    assert json.loads((pre / "splits_final.json").read_text()) == cross_validation(train)
+    assert json.loads((pre / "splits_final.json").read_text()) == nnunet_splits(train)
     assert sorted(p.stem for p in (pre / "nnUNetPlans_3d_fullres").glob("*.pkl")) == train
     assert sorted(p.name.removesuffix(".nii.gz") for p in (pre / "gt_segmentations").iterdir()) == train
 

@@ -48,6 +48,22 @@ def test_an_earlier_run_is_not_overwritten(tmp_path):
     assert not (tmp_path / "nnUNet_raw").exists()
 
 
+def test_earlier_demo_output_is_not_deleted_without_overwrite(tmp_path, monkeypatch):
+    """Only demo_output of an earlier run is left (nnU-Net folders elsewhere, e.g. --use-env): still refused."""
+    earlier = tmp_path / "demo_output" / "evaluation"
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("keep me")
+
+    def no_generation(*a, **k):
+        raise AssertionError("the demo started although an earlier run is in the workdir")
+
+    monkeypatch.setattr(demo.synthetic, "write_synthetic_dataset", no_generation)
+    with pytest.raises(SSSError, match="--overwrite") as err:
+        demo.run(_args(tmp_path))
+    assert "demo_output" in str(err.value)
+    assert (earlier / "summary.json").read_text() == "keep me"
+
+
 def test_dice_table():
     summary = {"classes": {"1": {"name": "liver", "dice_mean": 0.95, "dice_std": 0.01, "n_cases": 6, "n_missed": 0},
                            "5": {"name": "gallbladder", "dice_mean": 0.7, "dice_std": 0.2, "n_cases": 6,

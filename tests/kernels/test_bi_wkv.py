@@ -70,20 +70,32 @@ def test_gradients_are_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(g1, g2))
 
 
+def exact_output_at(w, u, k, v, t: int) -> torch.Tensor:
+    """y_t (B, C) of the Bi-WKV definition, summed directly in float64 over all T tokens: O(T C) per
+    position, so affordable for a few positions of a 2^20-token sequence."""
+    w, u, k, v = (x.to(torch.float64) for x in (w, u, k, v))
+    dist = (torch.arange(k.shape[1], dtype=torch.float64) - t).abs() - 1  # |t - i| - 1
+    logits = -dist[None, :, None] * w + k  # (B, T, C)
+    logits[:, t] = u + k[:, t]
+    return (torch.softmax(logits, dim=1) * v).sum(1)
+
+
 @pytest.mark.slow
-def test_long_sequence_forward_backward_stays_finite():
+def test_long_sequence_output_is_exact_and_gradients_finite():
     T, C = 2**20, 8
     w, u, k, v, gy = make_inputs(Case(1, T, C, w_max=2.0 / T, k_max=5.0))
     y, grads = run(w, u, k, v, gy)
     assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
     lo, hi = v.amin(1, keepdim=True), v.amax(1, keepdim=True)
     assert bool(((y >= lo - 1e-4) & (y <= hi + 1e-4)).all())
-    # the first 4096 tokens only see the rest through the decay: check them against the
-    # reference on a window where the far part is negligible (w > 0 large enough)
-    w2 = torch.full((C,), 0.5)
-    y_long = bi_wkv(w2, u, k[:, :4096], v[:, :4096], backend="torch")
-    y_ref = bi_wkv_naive(w2, u, k[:, :4096], v[:, :4096])
-    torch.testing.assert_close(y_long, y_ref, atol=1e-5, rtol=1e-5)
+    # the 2^20-token output itself against the exact sum over all tokens (measured error ~3e-8; a 0.1%
+    # error in the decay moves y by ~2e-6), at both ends, the middle,
+    # the chunk-like boundaries and a few random positions
+    picks = [0, 1, 4095, 4096, T // 2, T - 2, T - 1, *torch.randint(0, T, (5,), generator=torch.Generator()
+                                                                       .manual_seed(1)).tolist()]
+    for t in picks:
+        torch.testing.assert_close(y[:, t].to(torch.float64), exact_output_at(w, u, k, v, t),
+                                   atol=1e-6, rtol=1e-6, msg=lambda m, t=t: f"token {t} of {T}: {m}")
 
 
 def test_empty_and_invalid_shapes():
@@ -106,7 +118,6 @@ def test_backend_choice_and_environment_override(monkeypatch):
     assert resolve_backend(None, k) == "naive"
     y_env = bi_wkv(w, u, k, v)
     assert torch.equal(y_env, bi_wkv_naive(w, u, k, v))
-    assert not torch.equal(y_env, y_torch)  # a different computation, equal to rounding
     torch.testing.assert_close(y_env, y_torch)
     assert resolve_backend("torch", k) == "torch"  # an explicit argument wins
 

@@ -113,3 +113,13 @@ def tools() -> SimpleNamespace:
     """Helpers for tests (fixtures work in any pytest import mode; conftest imports do not)."""
     return SimpleNamespace(run=run_cli, env=nnunet_env, write_raw=write_raw_dataset, dataset_id=DATASET_ID,
                            dataset_name=DATASET_NAME)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the planned dataset (``planned``, directly or through another fixture) runs the
+    whole ``sss-nnunet plan`` in a subprocess first: slow and e2e, out of the quick ``-m "not slow"`` loop."""
+    here = Path(__file__).parent
+    for item in items:
+        if "planned" in getattr(item, "fixturenames", ()) and here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.e2e)

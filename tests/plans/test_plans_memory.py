@@ -19,7 +19,8 @@ from sss_nnunet.plans.memory import (
 )
 from sss_nnunet.plans.planner import build_network, topology_kwargs
 
-FACTOR = 1.35  # stated accuracy of the model against the CPU measurement, either way
+# README: the model lies above the measured peak (never below: a plan must fit), by at most this factor
+MAX_OVER = 1.35
 
 
 def test_estimate_arithmetic():
@@ -94,18 +95,23 @@ def _measured_and_modelled(network: nn.Module, input_channels: int, num_classes:
     return measured, est.training_bytes(batch) - est.parameter_bytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dims", [3, 2])
-def test_model_ranks_and_matches_measured_peak(dims, net3d):
-    """Measured: PyTorch profiler allocation events on the CPU, replayed into a peak."""
+def test_model_never_below_and_at_most_1_35x_above_the_measured_peak(dims, net3d):
+    """What README states, on five patch sizes of the current network: measured peak <= model <= 1.35 x peak
+    (measured: PyTorch profiler allocation events on the CPU, replayed into a peak), and the same ranking."""
     if dims == 3:
-        network, batch, patches = net3d, 2, [(16, 32, 32), (16, 64, 64), (32, 64, 64)]
+        network, batch, patches = net3d, 2, [(16, 32, 32), (16, 64, 64), (32, 64, 64), (24, 96, 80), (48, 64, 96)]
     else:
         topo = topology_kwargs([[1, 1]] + [[2, 2]] * 4, [[3, 3]] * 5, [32, 64, 128, 256, 512])
-        network, batch, patches = build_network(topo, 1, 3), 4, [(64, 64), (128, 128), (256, 128)]
+        network, batch, patches = build_network(topo, 1, 3), 4, [(64, 64), (128, 128), (256, 128), (192, 192),
+                                                                  (256, 256)]
     rows = [_measured_and_modelled(network, 1, 3, batch, p) for p in patches]
-    for patch, (measured, model) in zip(patches, rows):
-        print(f"{dims}D patch {patch} batch {batch}: measured {measured / 2**20:.1f} MiB, "
-              f"model {model / 2**20:.1f} MiB, model/measured {model / measured:.3f}")
-        assert 1 / FACTOR <= model / measured <= FACTOR
+    report = [f"{dims}D patch {p} batch {batch}: measured {m / 2**20:.1f} MiB, model {e / 2**20:.1f} MiB, "
+              f"model/measured {e / m:.3f}" for p, (m, e) in zip(patches, rows)]
+    print("\n".join(report))
+    for line, (measured, model) in zip(report, rows):
+        assert measured <= model <= MAX_OVER * measured, line
     measured, model = zip(*rows)
-    assert sorted(range(3), key=measured.__getitem__) == sorted(range(3), key=model.__getitem__) == [0, 1, 2]
+    order = sorted(range(len(rows)), key=measured.__getitem__)
+    assert order == sorted(range(len(rows)), key=model.__getitem__)

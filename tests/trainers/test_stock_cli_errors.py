@@ -40,6 +40,17 @@ def test_missing_model_points_to_training(folders):
     assert "no trained model" in msg and "nnUNetv2_train 42 " in msg
 
 
+def test_unknown_dataset_id_is_nnunets_message_alone(folders):
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    with pytest.raises(RuntimeError) as err:
+        maybe_convert_to_dataset_name(43)  # nnU-Net's own lookup, with nnU-Net's own wording
+    msg = explain(err.value)
+    assert msg is not None and msg.startswith("Could not find a dataset with the ID 43")
+    assert f"nnUNet_preprocessed={folders / 'preprocessed'}" in msg
+    assert explain(RuntimeError("Could not find a GPU")) is None  # other RuntimeErrors are left alone
+
+
 def test_other_errors_are_left_alone(folders, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "Dataset042_Liver" / "nnUNetPlans.json"
     assert explain(missing(elsewhere)) is None  # not under nnU-Net's folders
@@ -51,6 +62,8 @@ def run(cmd: list[str], folders: Path, **extra: str) -> subprocess.CompletedProc
     return run_stock(cmd, dict(stock_env(folders), **extra), timeout=300)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_stock_train_without_plans_prints_one_message(folders):
     res = run(["nnUNetv2_train", "42", "3d_fullres", "0", "-tr", "SSSTrainer", "-device", "cpu"], folders)
     assert res.returncode != 0
@@ -61,9 +74,22 @@ def test_stock_train_without_plans_prints_one_message(folders):
     assert off.returncode != 0 and "Traceback" in off.stderr  # switched off: nnU-Net's own behaviour
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_stock_predict_without_a_model_prints_one_message(folders):
     res = run(["nnUNetv2_predict", "-i", str(folders / "raw"), "-o", str(folders / "out"), "-d", "42",
                "-c", "3d_fullres", "-tr", "SSSTrainer", "-f", "0", "-device", "cpu"], folders)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "no trained model" in res.stderr and "SSSTrainer__nnUNetPlans__3d_fullres" in res.stderr
     assert not (folders / "out").exists() or not any((folders / "out").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_stock_commands_with_an_unknown_dataset_id_print_one_message(folders):
+    for cmd in (["nnUNetv2_train", "43", "3d_fullres", "0", "-tr", "SSSTrainer", "-device", "cpu"],
+                ["nnUNetv2_predict", "-i", str(folders / "raw"), "-o", str(folders / "out"), "-d", "43", "-c",
+                 "3d_fullres", "-tr", "SSSTrainer", "-f", "0", "-device", "cpu"]):
+        res = run(cmd, folders)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert f"{cmd[0]}: error: Could not find a dataset with the ID 43" in res.stderr

@@ -173,3 +173,31 @@ def test_startup_hook_appends_and_can_be_switched_off():
                          text=True)
     assert off.stdout.strip() == "/mine"
     assert sorted(p.name for p in os.scandir(hook.SHIM_DIR) if p.name.endswith(".py")) == ["sss_nnunet_trainers.py"]
+
+
+def test_checkpoint_killed_while_saving_keeps_the_previous_one(tmp_path, monkeypatch):
+    """nnU-Net saves with a plain torch.save: a kill mid-write left a truncated checkpoint_latest.pth that
+    --c cannot load. The write is interrupted half-way here: the previous checkpoint still loads."""
+    trainer = _trainer(tmp_path, monkeypatch)
+    trainer.initialize()
+    path = tmp_path / "checkpoint_latest.pth"
+    trainer.current_epoch = 0
+    trainer.save_checkpoint(str(path))
+    assert torch.load(path, weights_only=False)["current_epoch"] == 1
+    real_save = torch.save
+
+    def killed_half_way(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as fh:
+            fh.truncate(os.path.getsize(f) // 2)
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(torch, "save", killed_half_way)
+    trainer.current_epoch = 1
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(str(path))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(path, weights_only=False)["current_epoch"] == 1  # the previous one, intact
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["checkpoint_latest.pth"]
+    trainer.save_checkpoint(str(path))
+    assert torch.load(path, weights_only=False)["current_epoch"] == 2

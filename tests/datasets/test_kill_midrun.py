@@ -1,0 +1,137 @@
+"""SIGKILL in the middle of `sss-nnunet convert` and `sss-nnunet evaluate`: nothing half-written is left
+where a reader (nnU-Net, the user) would take it for complete, and the previous output survives.
+
+The commands run in a subprocess; the step being interrupted is slowed down (a sleep after each call of
+one function) so that the kill lands inside it every time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dataset_trees import load_json
+
+from tests.trainers.stock import kill_when, python_with_delay
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+NAME = "Dataset801_Synapse8"
+
+
+def _cli(*args) -> list[str]:
+    return [str(Path(sys.executable).parent / "sss-nnunet"), *map(str, args)]
+
+
+def _partials(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*.partial")) if folder.exists() else []
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _convert_killed(raw: Path, env: dict, *extra: str) -> None:
+    raw_base = Path(env["nnUNet_raw"])
+
+    def half_converted() -> bool:
+        return any(len(list((p / "imagesTr").glob("*.nii.gz"))) >= 3 for p in _partials(raw_base, NAME))
+
+    argv = python_with_delay("sss_nnunet.datasets.writer", "convert_case", 0.3)
+    argv += ["convert", "synapse", "--raw", str(raw), "--workers", "1", *extra]
+    assert kill_when(argv, env, half_converted, timeout=600), "convert ended before the kill point"
+
+
+def test_convert_killed_mid_run(raw_tree, nnunet_env):
+    raw, env = raw_tree("synapse"), dict(os.environ)
+    _convert_killed(raw, env)
+    raw_base, pre_base = nnunet_env["nnUNet_raw"], nnunet_env["nnUNet_preprocessed"]
+    # only a hidden, temporary folder: nnU-Net and `convert` do not see a dataset
+    assert [p.name for p in raw_base.iterdir() if not p.name.startswith(".")] == []
+    assert not (pre_base / NAME / "splits_final.json").exists()
+    from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets
+    assert len(find_candidate_datasets(801)) == 0
+
+    # the next run converts the whole dataset
+    import subprocess
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(list((raw_base / NAME / "imagesTr").glob("*.nii.gz"))) == 18
+    assert load_json(pre_base / NAME / "splits_final.json") == load_json(raw_base / NAME / "splits_final.json")
+
+
+def test_convert_overwrite_killed_mid_run_keeps_the_old_dataset_and_split(raw_tree, nnunet_env):
+    raw, env = raw_tree("synapse"), dict(os.environ)
+    import subprocess
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    folder = nnunet_env["nnUNet_raw"] / NAME
+    split = nnunet_env["nnUNet_preprocessed"] / NAME / "splits_final.json"
+    before, split_before = _files(folder), split.read_bytes()
+    for n in ("0005", "0006"):  # the new run would make another split
+        (raw / "Training" / "img" / f"img{n}.nii.gz").unlink()
+        (raw / "Training" / "label" / f"label{n}.nii.gz").unlink()
+    _convert_killed(raw, env, "--overwrite", "--allow-missing")
+    assert _files(folder) == before
+    assert split.read_bytes() == split_before
+    assert [p.name for p in split.parent.iterdir() if not p.name.startswith(".")] == ["splits_final.json"]
+
+
+def _label_maps(folder: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        array = np.zeros((24, 40, 40), np.uint8)
+        for label in range(1, 9):
+            z, y, x = rng.integers(0, [18, 32, 32])
+            array[z:z + 5, y:y + 7, x:x + 7] = label
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((0.8, 0.8, 2.5))
+        sitk.WriteImage(image, str(folder / f"case_{i:03d}.nii.gz"))
+
+
+@pytest.mark.parametrize("phase", ["scoring", "writing"])
+def test_evaluate_killed_mid_run(tmp_path, phase):
+    """Killed while scoring the cases, or while writing the output files: no output folder appears, and an
+    earlier evaluation that --overwrite was replacing is still there, complete."""
+    pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "evaluation"
+    _label_maps(pred, 8, 0)
+    _label_maps(gt, 8, 1)
+    args = ["evaluate", "--pred", pred, "--gt", gt, "--dataset", "synapse", "--protocol", "strict",
+            "--out", out, "--workers", "1"]
+    import subprocess
+    res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    earlier = _files(out)
+    assert json.loads((out / "summary.json").read_text())["n_cases"] == 8
+    log = tmp_path / "log.txt"
+    if phase == "scoring":
+        argv = python_with_delay("sss_nnunet.evaluation.evaluate", "evaluate_case", 0.5)
+
+        def ready() -> bool:
+            return "3/7" in log.read_text(errors="replace")  # the progress bar: 3 of the 7 cases scored
+    else:
+        argv = python_with_delay("sss_nnunet.evaluation.cli", "atomic_write_text", 0.5)
+
+        def ready() -> bool:
+            return any((p / "metrics.csv").exists() for p in _partials(tmp_path, "evaluation"))
+    (gt / "case_000.nii.gz").unlink()  # the new run would differ
+    (pred / "case_000.nii.gz").unlink()
+    assert kill_when(argv + [str(a) for a in args] + ["--overwrite"], dict(os.environ), ready, timeout=600, log=log)
+    assert _files(out) == earlier
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["evaluation", "gt", "log.txt",
+                                                                                      "pred"]
+    # and without an earlier evaluation, nothing at all appears under the output name
+    other = tmp_path / "evaluation_new"
+    args[args.index(out)] = other
+    log.write_text("")
+    assert kill_when(argv + [str(a) for a in args], dict(os.environ), ready if phase == "scoring" else
+                     (lambda: any((p / "metrics.csv").exists() for p in _partials(tmp_path, "evaluation_new"))),
+                     timeout=600, log=log)
+    assert not other.exists()
