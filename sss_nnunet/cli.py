@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("sss_nnunet.plans.cli", "plan and preprocess a dataset with the SSSPlans planner"),
     "convert": ("sss_nnunet.datasets.cli", "convert a raw dataset (synapse, acdc, brats) to nnU-Net layout"),
     "evaluate": ("sss_nnunet.evaluation.cli", "Dice / HD95 tables for a prediction folder"),
+    "attention": ("sss_nnunet.attention.cli", "Bi-WKV attention maps of a query voxel for every Stage-Scan block"),
 }
 
 
