@@ -54,11 +54,11 @@ def load_model(dataset: str, trainer: str, plans: str, configuration: str, fold:
     if not ckpt.is_file():
         raise SSSError(f"{ckpt} does not exist (fold {fold} not trained, or training not finished: use "
                        f"--checkpoint checkpoint_best.pth / checkpoint_latest.pth)")
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=device,
-                                perform_everything_on_device=device.type == "cuda", verbose=False,
-                                verbose_preprocessing=False, allow_tqdm=False)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net's trainer-class search prints every folder
+            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=device,
+                                        perform_everything_on_device=device.type == "cuda", verbose=False,
+                                        verbose_preprocessing=False, allow_tqdm=False)
             predictor.initialize_from_trained_model_folder(str(folder), (fold if fold == "all" else int(fold),),
                                                            checkpoint)
     except RuntimeError as e:

@@ -35,6 +35,9 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
                    out: Path, device: torch.device, checkpoint: str = "checkpoint_final.pth",
                    log: Callable[[str], None] = print) -> list[Path]:
     """Everything ``sss-nnunet attention`` writes; returns the written paths."""
+    for p in image:
+        if not Path(p).is_file():
+            raise SSSError(f"-i {p}: no such file")
     model = M.load_model(str(dataset), trainer, plans, configuration, str(fold), device, checkpoint)
     net = model.network
     stage_blocks(net)  # a model without Stage-Scan blocks: one clear error before any work
@@ -73,6 +76,10 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
     def to_image(m: np.ndarray) -> np.ndarray:
         return M.preprocessed_to_image_map(model, case, M.patch_to_preprocessed(case, patch, m))
 
+    def in_image(m: np.ndarray) -> float:
+        """Weight on image voxels (the rest sits on the zero padding of a patch larger than the image)."""
+        return float(M.patch_to_preprocessed(case, patch, m).sum())
+
     image_maps: dict[str, np.ndarray] = {}
     records = []
     for mm in maps:
@@ -84,7 +91,7 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
         records.append(dict(
             stage=mm.stage, block=mm.block, mix=mm.mix, stage_grid=list(mm.stage_grid), v_grid=list(mm.v_grid),
             voxels_per_token=list(mm.factor), query_token=list(mm.query_token),
-            weight_sum_per_channel=[float(col.min()), float(col.max())],
+            weight_sum_per_channel=[float(col.min()), float(col.max())], weight_in_image=in_image(mm.weights),
             weight_on_query_token=float(mm.token_weights.reshape(*mm.v_grid, -1)[_v_query(mm)].mean()),
             mean_distance_mm=mean_distance_mm(mm.weights, patch.query, patch_spacing),
             channel_spread_mean=float(mm.token_weights.std(1).mean()),
