@@ -115,18 +115,42 @@ def test_2d_configuration_and_label_query(results, tmp_path, capsys):
     assert arr[9].sum() == pytest.approx(1, abs=1e-3)  # a 2D model sees one slice
 
 
-def test_label_query_uses_the_models_prediction(results, tmp_path, capsys):
-    write_model(results)
+def test_label_query_uses_the_models_prediction(results, tmp_path, capsys, monkeypatch):
+    """--label L: the label-L voxel of the model's (sliding-window) prediction nearest to its centre of mass."""
+    import torch
+
+    from sss_nnunet.attention import model as M
+    from sss_nnunet.attention import report
+
+    write_model(results, transpose=(2, 0, 1))
     image = tmp_path / "case_0000.nii.gz"
     write_image(image)
+    real_load = M.load_model
+    seen = []
+
+    def predict(data):
+        seen.append(tuple(data.shape))
+        logits = torch.zeros(3, *data.shape[1:])
+        logits[1, 4:9, 10:17, 6:13] = 5  # label 1: a box with centre of mass (6, 13, 9)
+        logits[1, 4:9, 10:17, 9] = -5  # ... hollow in the middle: the nearest label voxel is chosen
+        return logits
+
+    def load(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        model.predictor.predict_logits_from_preprocessed_data = predict
+        return model
+
+    monkeypatch.setattr(report.M, "load_model", load)
     out = tmp_path / "out"
-    rc = attention("-tr", "SSSTrainer_tiny", "-i", image, "--label", "1", "--stages", "3", "--out", out)
-    err = capsys.readouterr().err
-    if rc != 0:  # an untrained model may predict no voxel of label 1: that must be the one-line message
-        assert "predicts no voxel of label 1" in err and len(err.strip().splitlines()) == 1
-        return
-    q = json.loads((out / "summary.json").read_text())["query"]["image"]
-    assert len(q) == 3 and {p.name for p in out.glob("*.png")} == {"stage3.png", "summary.png"}
+    assert attention("-tr", "SSSTrainer_tiny", "-i", image, "--label", "1", "--stages", "3", "--out", out) == 0
+    query = json.loads((out / "summary.json").read_text())["query"]
+    pre = query["preprocessed"]
+    assert pre[:2] == [6, 13] and pre[2] in (8, 10)
+    assert len(seen) == 1 and seen[0][0] == 1  # the whole preprocessed case, one channel
+    assert {p.name for p in out.glob("*.png")} == {"stage3.png", "summary.png"}
+    assert attention("-tr", "SSSTrainer_tiny", "-i", image, "--label", "2", "--out", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--label 2: the model predicts no voxel of label 2" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
