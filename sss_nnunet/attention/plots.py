@@ -1,8 +1,10 @@
 """Pictures of attention maps: per-stage orthogonal slices, a summary with decay profiles, scan comparison.
 
-Maps are shown as log10(weight / max weight) over [-3, 0] (three decades) on the image, because
-Bi-WKV weights decay exponentially with scan distance; the query voxel is marked with a cross.
-Arrays are in image coordinates (Z, Y, X); ``spacing`` is (Z, Y, X) in mm.
+Maps are shown as log10(weight / uniform weight) on the image. The uniform weight is 1 / (number of voxels
+the query attends to at all: its sequence or window; below 1e-3 of the peak counts as not at all). 0 (white)
+is "as much as everywhere else", red is more, blue is less; Bi-WKV weights change exponentially with scan
+distance, hence the log scale. Voxels outside the query's sequences are left uncoloured; the query voxel
+is marked with a cross. Arrays are in image coordinates (Z, Y, X); ``spacing`` is (Z, Y, X) in mm.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from sss_nnunet.io import atomic_output
 
-DECADES = 3.0
+MIN_RANGE, MAX_RANGE = 0.3, 3.0  # decades shown either side of uniform
+LABEL = "log10(weight / uniform)"
 VIEWS = (("axial", 0), ("coronal", 1), ("sagittal", 2))
 
 
@@ -28,7 +31,10 @@ def _plt():
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(image, [1, 99])
+    """Grey window over the object: percentiles 5..99.5 of the voxels brighter than the background
+    (the 1st percentile: air in CT, zero in MR)."""
+    body = image[image > np.percentile(image, 1)]
+    lo, hi = np.percentile(body if body.size else image, [5, 99.5])
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
@@ -41,19 +47,29 @@ def _aspect(spacing: Sequence[float], axis: int) -> float:
     return rows / cols
 
 
-def _log_map(m: np.ndarray, top: float) -> np.ndarray:
+def relative(m: np.ndarray) -> np.ma.MaskedArray:
+    """log10(weight * n) on the n voxels with weight above 1e-3 of the peak (the query's sequences; the
+    threshold drops interpolation crumbs at the patch border of resampled maps), masked elsewhere."""
+    support = m > 1e-3 * float(m.max()) if m.max() > 0 else m > 0
+    n = int(support.sum())
     with np.errstate(divide="ignore"):
-        lm = np.log10(np.maximum(m, 0) / top) if top > 0 else np.full(m.shape, -np.inf)
-    return np.ma.masked_less(lm, -DECADES)
+        rel = np.log10(np.where(support, m, 1.0) * max(n, 1))
+    return np.ma.masked_where(~support, rel)
 
 
-def overlay(ax, image: np.ndarray, m: np.ndarray, query: Sequence[int], axis: int, spacing: Sequence[float],
-            window: tuple[float, float], title: str) -> object:
-    """One slice through the query perpendicular to ``axis``: image in grey, the map in colour."""
-    top = float(m.max())
+def color_range(rels: list[np.ma.MaskedArray]) -> float:
+    """Half-width of the colour scale: the 95th percentile of |relative weight| (a few boundary voxels of
+    resampled maps carry tiny weights), within [MIN_RANGE, MAX_RANGE] decades."""
+    top = max((float(np.percentile(np.abs(r.compressed()), 95)) for r in rels if r.count()), default=MIN_RANGE)
+    return float(np.clip(top, MIN_RANGE, MAX_RANGE))
+
+
+def overlay(ax, image: np.ndarray, rel: np.ma.MaskedArray, query: Sequence[int], axis: int,
+            spacing: Sequence[float], window: tuple[float, float], title: str, limit: float) -> object:
+    """One slice through the query perpendicular to ``axis``: image in grey, the relative map in colour."""
     ax.imshow(_section(image, axis, query[axis]), cmap="gray", vmin=window[0], vmax=window[1],
               aspect=_aspect(spacing, axis), interpolation="nearest", origin="upper")
-    im = ax.imshow(_log_map(_section(m, axis, query[axis]), top), cmap="inferno", vmin=-DECADES, vmax=0, alpha=0.65,
+    im = ax.imshow(_section(rel, axis, query[axis]), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6,
                    aspect=_aspect(spacing, axis), interpolation="nearest", origin="upper")
     r, c = [q for i, q in enumerate(query) if i != axis]
     ax.plot([c], [r], marker="+", color="cyan", markersize=10, mew=1.5)
@@ -74,12 +90,14 @@ def stage_png(image: np.ndarray, maps: dict[str, np.ndarray], query: Sequence[in
     window = _window(image)
     size = (3.2 * len(views) + 1, 3.0 * len(maps) + 0.5)
     fig, axes = plt.subplots(len(maps), len(views), figsize=size, squeeze=False, layout="constrained")
+    rels = {name: relative(m) for name, m in maps.items()}
+    limit = color_range(list(rels.values()))
     im = None
-    for row, (name, m) in zip(axes, maps.items()):
+    for row, (name, rel) in zip(axes, rels.items()):
         for ax, (view, axis) in zip(row, views):
-            im = overlay(ax, image, m, query, axis, spacing, window, f"{name}, {view} {query[axis]}")
+            im = overlay(ax, image, rel, query, axis, spacing, window, f"{name}, {view} {query[axis]}", limit)
     fig.suptitle(title, fontsize=9)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="log10(weight / max)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=LABEL)
     return _save(fig, out)
 
 
@@ -105,10 +123,12 @@ def summary_png(image: np.ndarray, rows: list[tuple[str, dict[str, np.ndarray]]]
     fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.0 * len(rows) + 0.5), squeeze=False, layout="constrained")
     axis_names = ("z", "y", "x")[-len(patch_query):]
     colors = ("tab:blue", "tab:orange", "tab:green")
+    rels = [{mix: relative(m) for mix, m in maps.items()} for _, maps in rows]
+    limit = color_range([r for row in rels for r in row.values()])
     im = None
-    for (label, maps), patch_maps, row in zip(rows, patch_rows, axes):
-        for ax, (mix, m) in zip(row[:2], maps.items()):
-            im = overlay(ax, image, m, query, 0, spacing, window, f"{label} {mix}")
+    for (label, _), row_rels, patch_maps, row in zip(rows, rels, patch_rows, axes):
+        for ax, (mix, rel) in zip(row[:2], row_rels.items()):
+            im = overlay(ax, image, rel, query, 0, spacing, window, f"{label} {mix}", limit)
         ax = row[2]
         for mix, style in (("global", "-"), ("local", "--")):
             if mix not in patch_maps:
@@ -124,7 +144,7 @@ def summary_png(image: np.ndarray, rows: list[tuple[str, dict[str, np.ndarray]]]
         ax.legend(fontsize=6, ncol=2)
         ax.set_title(f"{label}: decay profile", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.colorbar(im, ax=axes[:, 1].tolist(), shrink=0.6, label="log10(weight / max)")
+    fig.colorbar(im, ax=axes[:, 1].tolist(), shrink=0.6, label=LABEL)
     return _save(fig, out)
 
 
@@ -137,12 +157,15 @@ def compare_png(image: np.ndarray, table: dict[str, dict[str, np.ndarray]], quer
     names = list(table[modes[0]])
     fig, axes = plt.subplots(len(names), len(modes), figsize=(3.2 * len(modes) + 1, 3.0 * len(names) + 0.5),
                              squeeze=False, layout="constrained")
+    rels = {mode: {name: relative(m) for name, m in maps.items()} for mode, maps in table.items()}
+    limit = color_range([r for maps in rels.values() for r in maps.values()])
     im = None
     for r, name in enumerate(names):
         for c, mode in enumerate(modes):
-            im = overlay(axes[r, c], image, table[mode][name], query, 0, spacing, window, f"{name}, scan {mode}")
+            im = overlay(axes[r, c], image, rels[mode][name], query, 0, spacing, window, f"{name}, scan {mode}",
+                         limit)
     fig.suptitle(title, fontsize=9)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="log10(weight / max)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=LABEL)
     return _save(fig, out)
 
 
