@@ -30,7 +30,8 @@ def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
             and np.allclose(a.GetOrigin(), b.GetOrigin()) and np.allclose(a.GetDirection(), b.GetDirection()))
 
 
-@pytest.mark.parametrize("transpose, shape", [((0, 1, 2), (16, 30, 44)), ((2, 0, 1), (14, 30, 36))])
+@pytest.mark.parametrize("transpose, shape", [((0, 1, 2), (16, 30, 44)),
+                                              pytest.param((2, 0, 1), (14, 30, 36), marks=pytest.mark.slow)])
 def test_maps_are_written_in_the_input_geometry(results, tmp_path, capsys, transpose, shape):
     """A case larger than the patch (all weight on image voxels) and one smaller (zero-padded patch)."""
     write_model(results, transpose=transpose)
@@ -155,9 +156,9 @@ def test_label_query_uses_the_models_prediction(results, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("args, message", [
     (["--voxel", "7", "15", "99"], "--voxel 7 15 99 is outside the image"),
-    (["--voxel", "7", "15"], "--voxel needs 3 indices"),
+    pytest.param(["--voxel", "7", "15"], "--voxel needs 3 indices", marks=pytest.mark.slow),
     (["--label", "5"], "--label 5: unknown label"),
-    (["--stages", "1"], "--stages [1]: not a Stage-Scan stage"),
+    pytest.param(["--stages", "1"], "--stages [1]: not a Stage-Scan stage", marks=pytest.mark.slow),
 ])
 def test_bad_queries_are_one_line_errors(results, tmp_path, capsys, args, message):
     write_model(results)

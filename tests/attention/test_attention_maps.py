@@ -29,6 +29,12 @@ def tiny_net(dims: int, scan: str = "raster", pooled: bool = False, **kw) -> RWK
 
 
 PATCH = {3: (10, 14, 12), 2: (14, 11)}
+SLOW = pytest.mark.slow
+
+
+def cases(names: str, rows: list[tuple], fast: set[tuple]):
+    """Parametrize over ``rows``; rows not in ``fast`` are marked slow (``-m "not slow"`` keeps a few)."""
+    return pytest.mark.parametrize(names, [pytest.param(*r, marks=() if r in fast else SLOW) for r in rows])
 QUERY = {3: (3, 9, 5), 2: (9, 4)}
 
 
@@ -89,8 +95,7 @@ def naive_weights(calls, query: int, n_tokens: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("dims", [3, 2])
-@pytest.mark.parametrize("scan", ["raster", "zigzag"])
+@cases("dims, scan", [(d, s) for d in (3, 2) for s in ("raster", "zigzag")], {(3, "zigzag"), (2, "raster")})
 def test_maps_equal_the_naive_bi_wkv_formula(dims, scan):
     net = tiny_net(dims, scan)
     x = torch.randn(1, 1, *PATCH[dims], dtype=torch.float64)
@@ -106,9 +111,10 @@ def test_maps_equal_the_naive_bi_wkv_formula(dims, scan):
             assert (expected.sum(1) == 0).any()
 
 
-@pytest.mark.parametrize("dims", [3, 2])
-@pytest.mark.parametrize("scan", ["raster", "zigzag", "stage"])
-@pytest.mark.parametrize("pooled", [False, True])
+ALL = [(d, s, p) for d in (3, 2) for s in ("raster", "zigzag", "stage") for p in (False, True)]
+
+
+@cases("dims, scan, pooled", ALL, {(3, "stage", True), (2, "zigzag", False), (3, "raster", False)})
 def test_every_map_is_a_distribution_over_the_patch(dims, scan, pooled):
     net = tiny_net(dims, scan, pooled).float()
     x = torch.randn(1, 1, *PATCH[dims])
@@ -132,9 +138,7 @@ def voxel_block(token: tuple[int, ...], pool: int, stage_grid, factor, patch) ->
     return tuple(out)
 
 
-@pytest.mark.parametrize("dims", [3, 2])
-@pytest.mark.parametrize("scan", ["raster", "zigzag", "stage"])
-@pytest.mark.parametrize("pooled", [False, True])
+@cases("dims, scan, pooled", ALL, {(3, "stage", True), (2, "zigzag", False)})
 def test_a_key_spike_shows_up_at_its_voxels(dims, scan, pooled):
     net = tiny_net(dims, scan, pooled).float()
     x = torch.randn(1, 1, *PATCH[dims])
