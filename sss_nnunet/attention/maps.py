@@ -220,8 +220,10 @@ def attention_maps(network: nn.Module, patch: torch.Tensor, query: Sequence[int]
 
         handles += [block.register_forward_pre_hook(pre), block.register_forward_hook(post)]
         for name in MIXES:
-            rec = _Recorder(getattr(block, f"{name}_mix"), lambda i=i: query_token(i))
-            recorders.append((i, j, name, rec, block))
+            mix = getattr(block, f"{name}_mix", None)
+            if mix is None:  # an ablation without this mix
+                continue
+            recorders.append((i, j, name, _Recorder(mix, lambda i=i: query_token(i)), block))
 
     was_training = network.training
     flags = [p.requires_grad for p in network.parameters()]

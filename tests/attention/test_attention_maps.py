@@ -41,7 +41,8 @@ QUERY = {3: (3, 9, 5), 2: (9, 4)}
 def mixes(net):
     for s, j, block in stage_blocks(net):
         for name in ("global", "local"):
-            yield s, j, name, getattr(block, f"{name}_mix")
+            if getattr(block, f"{name}_mix", None) is not None:
+                yield s, j, name, getattr(block, f"{name}_mix")
 
 
 def recorded_wkv_calls(net, x, mix) -> list[tuple]:
