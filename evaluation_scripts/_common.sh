@@ -1,14 +1,16 @@
 # Shared code of run_evaluation_{synapse,acdc,brats}.sh -- sourced, not run.
 #
 # The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate --dataset` key),
-# EVAL_DATASET_ID (default nnU-Net id) and EVAL_TITLE, then calls `sss_eval_main "$@"`.
+# EVAL_DATASET_ID (default nnU-Net id) and EVAL_TITLE, optionally EVAL_CONFIG (default
+# configuration, 3d_fullres) and EVAL_USAGE_ARG (words after the script name in the usage line),
+# then calls `sss_eval_main "$@"`.
 # Steps: nnUNetv2_predict on $nnUNet_raw/DatasetNNN_*/imagesTs, `sss-nnunet evaluate`
 # against labelsTs, print table.md.
 set -euo pipefail
 
 sss_usage() {
     cat <<EOF
-Usage: $(basename "$0") [options] [-- extra nnUNetv2_predict arguments]
+Usage: $(basename "$0") ${EVAL_USAGE_ARG:-}[options] [-- extra nnUNetv2_predict arguments]
 
 Predict the ${EVAL_TITLE} test set (\$nnUNet_raw/DatasetNNN_*/imagesTs) with the stock
 nnUNetv2_predict, evaluate it against labelsTs with 'sss-nnunet evaluate', print the table.
@@ -17,8 +19,8 @@ Options:
   --trainer NAME    trainer class (default: SSSTrainer)
   --fold F          fold whose checkpoint predicts (default: 0)
   --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
-  --config NAME     nnU-Net configuration (default: 3d_fullres)
-  --plans NAME      plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after `sss-nnunet plan`)
+  --config NAME     nnU-Net configuration (default: ${EVAL_CONFIG:-3d_fullres})
+  --plans NAME      plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after 'sss-nnunet plan')
   --protocol P      paper | strict (default: paper; see 'sss-nnunet evaluate -h')
   -d, --dataset ID  nnU-Net dataset id (default: ${EVAL_DATASET_ID})
   --checkpoint F    checkpoint file name (default: checkpoint_final.pth)
@@ -95,7 +97,7 @@ sss_check_model() {
 }
 
 sss_eval_main() {
-    TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=3d_fullres PLANS=nnUNetPlans PROTOCOL=paper
+    TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=${EVAL_CONFIG:-3d_fullres} PLANS=nnUNetPlans PROTOCOL=paper
     DATASET_ID=$EVAL_DATASET_ID CHECKPOINT=checkpoint_final.pth DEVICE="" OUTPUT="" WORKERS="" DRY_RUN=0
     local extra=()
     while (($#)); do

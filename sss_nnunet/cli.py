@@ -17,7 +17,7 @@ from sss_nnunet.errors import SSSError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sss_nnunet.demo", "run the end-to-end demo on a built-in synthetic dataset"),
     "plan": ("sss_nnunet.plans.cli", "plan and preprocess a dataset with the SSSPlans planner"),
-    "convert": ("sss_nnunet.datasets.cli", "convert a raw dataset (synapse, acdc, brats) to nnU-Net layout"),
+    "convert": ("sss_nnunet.datasets.cli", "convert a raw dataset (synapse, acdc, brats, isic) to nnU-Net layout"),
     "evaluate": ("sss_nnunet.evaluation.cli", "Dice / HD95 tables for a prediction folder"),
     "attention": ("sss_nnunet.attention.cli", "Bi-WKV attention maps of a query voxel for every Stage-Scan block"),
 }

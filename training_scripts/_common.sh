@@ -1,4 +1,4 @@
-# Shared code of run_training_{synapse,acdc,brats}.sh. Sourced, not run.
+# Shared code of run_training_{synapse,acdc,brats,isic}.sh. Sourced, not run.
 #
 # A script declares its dataset with `sss_dataset KEY ID NAME DESCRIPTION`, optionally a
 # second one behind a flag with `sss_variant FLAG KEY ID NAME DESCRIPTION`, then calls
@@ -13,6 +13,12 @@
 
 SSS_SCRIPT=$(basename "$0")
 SSS_VARIANT_FLAG=""
+# A script may override these after sourcing: default configuration, extra `sss-nnunet convert`
+# arguments, a word before FOLD in the usage line, and extra help text.
+SSS_DEFAULT_CONFIG=3d_fullres
+SSS_CONVERT_ARGS=()
+SSS_USAGE_ARG=""
+SSS_EXTRA_USAGE=""
 
 sss_dataset() { SSS_KEY=$1 SSS_ID=$2 SSS_NAME=$3 SSS_DESCRIPTION=$4; }
 sss_variant() {
@@ -28,7 +34,7 @@ sss_usage() {
     [[ -n $SSS_VARIANT_FLAG ]] && variant="
   $(printf '%-16s' "$SSS_VARIANT_FLAG")${SSS_VARIANT[3]} (Dataset$(printf %03d "${SSS_VARIANT[1]}")_${SSS_VARIANT[2]})"
     cat <<EOF
-usage: $SSS_SCRIPT [FOLD] [--raw PATH] [--trainer NAME] [--config NAME] [--id N] [--np N]${SSS_VARIANT_FLAG:+ [$SSS_VARIANT_FLAG]} [--dry-run] [-- TRAIN_ARGS...]
+usage: $SSS_SCRIPT${SSS_USAGE_ARG:+ $SSS_USAGE_ARG} [FOLD] [--raw PATH] [--trainer NAME] [--config NAME] [--id N] [--np N]${SSS_VARIANT_FLAG:+ [$SSS_VARIANT_FLAG]} [--dry-run] [-- TRAIN_ARGS...]
 
 $SSS_DESCRIPTION (Dataset$(printf %03d "$SSS_ID")_$SSS_NAME):
 convert the raw download (if not converted yet), plan and preprocess with nnU-Net
@@ -38,13 +44,13 @@ convert the raw download (if not converted yet), plan and preprocess with nnU-Ne
                   or 'all' to train folds 0..4 one after another
   --raw PATH      the raw download; needed only when the dataset is not converted yet
   --trainer NAME  nnU-Net trainer class (default SSSTrainer)
-  --config NAME   nnU-Net configuration (default 3d_fullres)
+  --config NAME   nnU-Net configuration (default $SSS_DEFAULT_CONFIG)
   --id N          nnU-Net dataset id (default $SSS_ID)
   --np N          processes for conversion and preprocessing (default: the tools' own)$variant
   --dry-run       print the commands instead of running them
   -h, --help      show this help
   -- ARGS         passed on to nnUNetv2_train (e.g. -- -device cpu --npz)
-
+$SSS_EXTRA_USAGE
 Needs the environment variables nnUNet_raw, nnUNet_preprocessed, nnUNet_results, and
 nnUNet_extTrainer pointing at the sss_nnunet trainers for trainers outside nnU-Net.
 EOF
@@ -81,7 +87,7 @@ sss_check_env() {
 }
 
 sss_main() {
-    local fold=0 raw="" trainer=SSSTrainer config=3d_fullres id="" np="" variant=0
+    local fold=0 raw="" trainer=SSSTrainer config=$SSS_DEFAULT_CONFIG id="" np="" variant=0
     local -a train_args=()
     SSS_DRY_RUN=0
     while (($#)); do
@@ -145,7 +151,7 @@ sss_main() {
         sss_note "$raw_dataset exists, not converting"
     else
         [[ -n $raw ]] || sss_die "$raw_dataset does not exist yet: give the raw download with --raw PATH"
-        sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" --id "$id" ${np:+--workers "$np"}
+        sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" --id "$id" ${np:+--workers "$np"} "${SSS_CONVERT_ARGS[@]}"
         converted=1
         if ((!SSS_DRY_RUN)) && [[ ! -d $raw_dataset ]]; then
             sss_die "the conversion did not produce $raw_dataset: is --raw the right download?"

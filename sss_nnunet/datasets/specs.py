@@ -24,6 +24,8 @@ class DatasetSpec:
     file_ending: str = ".nii.gz"
     # region name -> converted label values (BraTS); empty for label datasets
     regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # nnU-Net reader/writer class named in dataset.json ("overwrite_image_reader_writer"); "" = nnU-Net's choice
+    reader_writer: str = ""
 
     @property
     def folder_name(self) -> str:
@@ -64,7 +66,24 @@ BRATS2021 = DatasetSpec(
     labels={1: "edema", 2: "necrosis", 3: "enhancing_tumor"}, regions=dict(BRATS_REGIONS),
 )
 
-SPECS: dict[str, DatasetSpec] = {s.key: s for s in (SYNAPSE8, BTCV13, ACDC, BRATS_MSD, BRATS2021)}
+# ISIC skin lesion segmentation (Task 1): RGB dermoscopy, one PNG per image read by nnU-Net's
+# NaturalImage2DIO as three channels; converted masks 0 background, 1 lesion.
+RGB_CHANNELS = {"0": "R", "1": "G", "2": "B"}
+
+
+def _isic(year: int, dataset_id: int) -> DatasetSpec:
+    return DatasetSpec(
+        key=f"isic{year}", dataset_id=dataset_id, name=f"ISIC{year}", channel_names=dict(RGB_CHANNELS),
+        labels={1: "lesion"}, file_ending=".png", reader_writer="NaturalImage2DIO",
+    )
+
+
+ISIC2016, ISIC2017, ISIC2018 = _isic(2016, 806), _isic(2017, 807), _isic(2018, 808)
+ISIC_KEYS = ("isic2016", "isic2017", "isic2018")
+
+SPECS: dict[str, DatasetSpec] = {
+    s.key: s for s in (SYNAPSE8, BTCV13, ACDC, BRATS_MSD, BRATS2021, ISIC2016, ISIC2017, ISIC2018)
+}
 
 
 @cache

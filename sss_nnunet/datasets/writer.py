@@ -52,6 +52,9 @@ class Conversion:
     description: str
     missing: list[tuple[str, Path]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # checks and writes one case: (case, out_dir, label_map) -> identifier, picklable (workers use
+    # spawn); None = common.convert_case (NIfTI)
+    convert: Callable[[Case, Path, LabelMap], str] | None = None
 
 
 @dataclass
@@ -123,13 +126,15 @@ def dataset_json(spec: DatasetSpec, num_training: int, num_test: int, descriptio
     }
     if spec.regions:
         out["regions_class_order"] = regions_class_order(spec.regions)
+    if spec.reader_writer:
+        out["overwrite_image_reader_writer"] = spec.reader_writer
     return out
 
 
 def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite: bool = False,
                   allow_missing: bool = False, workers: int = 1) -> Report:
     """Check and write ``conv`` to ``$nnUNet_raw`` and its split to ``$nnUNet_preprocessed``."""
-    assert conv.spec.file_ending == FILE_ENDING
+    assert conv.spec.file_ending == FILE_ENDING or conv.convert is not None
     spec = replace(conv.spec, dataset_id=dataset_id) if dataset_id is not None else conv.spec
     if not 1 <= spec.dataset_id <= 999:
         raise SSSError(f"dataset id {spec.dataset_id} is outside 1..999")
@@ -157,7 +162,7 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
             for subset in counts:
                 (tmp / f"images{subset}").mkdir()
                 (tmp / f"labels{subset}").mkdir()
-            _convert_all(present, tmp, conv.label_map, workers, spec.folder_name)
+            _convert_all(present, tmp, conv.label_map, workers, spec.folder_name, conv.convert or convert_case)
             atomic_write_json(tmp / "dataset.json",
                               dataset_json(spec, counts["Tr"], counts["Ts"], conv.description))
             atomic_write_json(tmp / "splits_final.json", splits)
@@ -186,18 +191,19 @@ def _present_cases(conv: Conversion, allow_missing: bool) -> tuple[list[Case], l
     return present, missing
 
 
-def _convert_all(cases: list[Case], out_dir: Path, label_map: LabelMap, workers: int, name: str) -> None:
-    """Run :func:`convert_case` on every case, in ``workers`` processes when > 1."""
+def _convert_all(cases: list[Case], out_dir: Path, label_map: LabelMap, workers: int, name: str,
+                 convert: Callable[[Case, Path, LabelMap], str]) -> None:
+    """Run ``convert`` (e.g. :func:`convert_case`) on every case, in ``workers`` processes when > 1."""
     with tqdm(total=len(cases), desc=f"convert {name}", unit="case") as bar:
         if workers <= 1 or len(cases) <= 1:
             for case in cases:
-                convert_case(case, out_dir, label_map)
+                convert(case, out_dir, label_map)
                 bar.update()
             return
         # spawn, not fork: SimpleITK/ITK thread pools do not survive a fork reliably
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(convert_case, case, out_dir, label_map) for case in cases]
+            futures = [pool.submit(convert, case, out_dir, label_map) for case in cases]
             try:
                 for future in as_completed(futures):
                     future.result()

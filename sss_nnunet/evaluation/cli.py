@@ -3,6 +3,8 @@
 Validates everything first (dataset, case pairing, geometry, label values), then
 writes ``metrics.csv``, ``summary.json``, ``table.md``, ``table.tex`` and
 ``dice.png`` into the output folder in one atomic step: on any error nothing is written.
+ISIC datasets (isic2016/2017/2018) get mIoU, DSC, Acc, Spe, Sen instead, pooled as VM-UNet
+and per image (``sss_nnunet.evaluation.isic``; ``dsc.png`` instead of ``dice.png``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_directory, atomic_output, atomic_write_json, atomic_write_text
 
 PROTOCOL_NAMES = ("paper", "strict")  # sss_nnunet.evaluation.protocols.PROTOCOLS (kept light for --help)
+ISIC_KINDS = ("isic2016", "isic2017", "isic2018")  # 2D skin lesions: sss_nnunet.evaluation.isic
 
 OUTPUT_FILES = ("metrics.csv", "summary.json", "table.md", "table.tex", "dice.png")
 
@@ -27,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
-        help="synapse, btcv, acdc, brats, brats2021, or an nnU-Net dataset "
+        help="synapse, btcv, acdc, brats, brats2021, isic2016, isic2017, isic2018, or an nnU-Net dataset "
         "(801, Dataset801, Dataset801_Synapse8: labels from $nnUNet_raw/.../dataset.json)",
     )
     parser.add_argument(
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PROTOCOL_NAMES,
         default="paper",
         help="paper: UNETR++/nnFormer (HD95 in voxels, 0 if either mask is empty); "
-        "strict: HD95 in mm, missed/spurious classes penalised and counted (default: paper)",
+        "strict: HD95 in mm, missed/spurious classes penalised and counted (default: paper; "
+        "ISIC datasets: paper only, pooled and per-image metrics are both reported)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: PRED/evaluation_PROTOCOL)"
@@ -68,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         raise SSSError(f"{out} already exists (use --overwrite to replace it)")
     if args.workers < 1:
         raise SSSError(f"--workers must be at least 1, got {args.workers}")
+    if task.kind in ISIC_KINDS:
+        from sss_nnunet.evaluation.isic import run_isic
+
+        return run_isic(args, task, out)
     pairs = pair_cases(args.pred, args.gt, task.file_ending)
     check_geometry(pairs)
 

@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 
 # Tags that must be printed with a footnote (not confirmed from a primary source).
-FOOTNOTE_TAGS = ("R", "V2")
+FOOTNOTE_TAGS = ("R", "V2", "U")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ class PublishedTable:
 @cache
 def _data() -> dict:
     return json.loads(resources.files("sss_nnunet.evaluation").joinpath("published.json").read_text())
+
+
+def published_entry(kind: str) -> dict | None:
+    """The raw published.json table of ``kind`` (e.g. the ISIC tables, which have their own metrics)."""
+    return _data()["tables"].get(kind)
+
+
+def tag_meanings() -> dict[str, str]:
+    return dict(_data()["tags"])
 
 
 def published_table(kind: str) -> PublishedTable | None:

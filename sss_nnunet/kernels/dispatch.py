@@ -63,13 +63,22 @@ def _is_half(x: torch.Tensor) -> bool:
     return x.dtype in (torch.float16, torch.bfloat16)
 
 
+def _contiguous(outs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The layout contract of both custom ops: the fake implementations below return
+    ``new_empty`` (contiguous) tensors and ``torch.compile`` asserts that the real outputs have
+    the same strides, so real outputs must be contiguous too. The backends already return
+    contiguous tensors; this is a no-op then and a guard against a future backend."""
+    return tuple(t.contiguous() for t in outs)
+
+
 @torch.library.custom_op("sss_nnunet::bi_wkv_fwd", mutates_args=())
 def bi_wkv_fwd(
     w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """y (B, T, C) in v's dtype; logD (B, T, C) float32 (float64 for float64 inputs), the
-    backend's normalised log-denominator; y_hi: y in float32 if v is half, else empty."""
-    return _impl(backend, w, u, k, v).bi_wkv_forward(w, u, k, v)
+    backend's normalised log-denominator; y_hi: y in float32 if v is half, else empty.
+    Every output is contiguous whatever the input strides (as the fake implementation says)."""
+    return _contiguous(_impl(backend, w, u, k, v).bi_wkv_forward(w, u, k, v))
 
 
 @bi_wkv_fwd.register_fake
@@ -89,8 +98,8 @@ def bi_wkv_bwd(
     gy: torch.Tensor,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dw, du, dk, dv) in the dtypes of (w, u, k, v)."""
-    return _impl(backend, w, u, k, v).bi_wkv_backward(w, u, k, v, y, logD, gy)
+    """(dw, du, dk, dv) in the dtypes of (w, u, k, v), contiguous whatever the input strides."""
+    return _contiguous(_impl(backend, w, u, k, v).bi_wkv_backward(w, u, k, v, y, logD, gy))
 
 
 @bi_wkv_bwd.register_fake

@@ -1,9 +1,10 @@
 """Convolutional pieces of RWKV-SSS: stem, downsampling, residual conv blocks, upsamplers.
 
 Full-resolution 3D maps hold 10^5..10^6 voxels, where a dense 3x3x3 conv at 32 channels
-alone costs ~29 GMAC at 64x128x128. Conv blocks are therefore depthwise-separable residual
-blocks (``separable``, the default: k^dims * C + C^2 MACs per voxel); ``plain`` gives
-nnU-Net's conv-norm-act x2 for comparison. Downsampling is a conv with kernel = stride.
+alone costs ~28 GMAC at 64x128x128. Conv blocks are therefore depthwise-separable residual
+blocks (``separable``, the default: k^dims * C + C^2 MACs per voxel, ~2 GMAC there);
+``plain`` gives nnU-Net's conv-norm-act x2 for comparison. Downsampling is a conv with
+kernel = stride.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class ConvNormAct(nn.Sequential):
 class ResidualConvBlock(nn.Module):
     """x + block(x), (B, C, *S) -> same.
 
-    ``separable``: depthwise k conv -> norm -> pointwise conv -> norm, then activation after
-    the sum. ``plain``: two dense k convs (nnU-Net's conv-norm-act x2).
+    ``separable``: depthwise k conv -> norm -> act -> pointwise conv -> norm, activation after
+    the sum (a depthwise-separable version of nnU-Net's residual block: spatial mixing per
+    channel, then channel mixing, a nonlinearity between). ``plain``: two dense k convs
+    (nnU-Net's conv-norm-act x2 with a residual).
     """
 
     def __init__(self, channels: int, kernel: Sequence[int], ops: dict, kind: str = "separable"):
@@ -50,7 +53,7 @@ class ResidualConvBlock(nn.Module):
         C = channels
         if kind == "separable":
             self.body = nn.Sequential(
-                ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, groups=C, act=False, **kw),
+                ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, groups=C, **kw),
                 ConvNormAct(conv_op, norm_op, nonlin, C, C, [1] * len(kernel), act=False, **kw),
             )
         elif kind == "plain":
@@ -64,6 +67,19 @@ class ResidualConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.body(x))
+
+
+class PositionConv(nn.Module):
+    """x + DWConv_k(x): a cheap conditional position signal (CPVT-style); (B, C, *S) -> same."""
+
+    def __init__(self, channels: int, kernel: Sequence[int], conv_op):
+        super().__init__()
+        self.conv = conv_op(channels, channels, kernel, padding=_same_padding(kernel), groups=channels)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
 
 
 class Upsample(nn.Module):

@@ -8,6 +8,11 @@ Offsets are in input voxels. The grid's last axis is ordered (x=W, y=H[, z=D]) a
 normalised by (W, H[, D]). With zero offsets the result equals linear interpolation with
 ``align_corners=False`` (the sub-voxel positions of the output grid), for any per-axis
 scale such as (1, 2, 2).
+
+GPU readiness: the base grid and the per-axis offset unit are built once per (input size,
+scale, device) in float32 (``windows.DEVICE_CACHE``, no host-to-device copy); offsets are
+added and sampled in float32 under autocast (a half-precision grid is a few % of a voxel off
+on large maps), the result is cast back to the input's dtype.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sss_nnunet.network.windows import cached, small_tensor
 
 
 def base_grid(spatial: Sequence[int], scale: Sequence[int], device, dtype) -> torch.Tensor:
@@ -56,31 +63,31 @@ class DySample(nn.Module):
         if dynamic:
             self.scope = conv(channels, out, 1, bias=False)
             nn.init.zeros_(self.scope.weight)
-        self._grid_cache: dict = {}
 
-    def _base(self, spatial, device, dtype) -> torch.Tensor:
-        key = (tuple(spatial), device, dtype)
-        if key not in self._grid_cache:
-            self._grid_cache = {key: base_grid(spatial, self.scale, device, dtype)}
-        return self._grid_cache[key]
+    def _base(self, spatial, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base grid (*S_out, dims), offset unit (dims,)) in float32 on ``device``, cached."""
+        spatial = tuple(int(n) for n in spatial)
+        return cached(("dysample", spatial, self.scale, str(device)),
+                      lambda: (base_grid(spatial, self.scale, device, torch.float32),
+                               small_tensor([2.0 / n for n in spatial[::-1]], device)))
 
     def grid(self, x: torch.Tensor) -> torch.Tensor:
         """(B * groups, *S_out, dims) sampling grid: base positions plus scaled offsets."""
         B, _, *S = x.shape
-        o = self.offset(x)
-        o = o * (torch.sigmoid(self.scope(x)) * 0.5 if self.dynamic else 0.25)
+        o = self.offset(x).float()
+        o = o * (torch.sigmoid(self.scope(x).float()) * 0.5 if self.dynamic else 0.25)
         dims = self.dims
         # (B, G, dims, *scale, *S) -> (B, G, S0, s0, S1, s1, ..., dims): the pixel shuffle
         o = o.view(B, self.groups, dims, *self.scale, *S)
         perm = [0, 1] + [i for d in range(dims) for i in (3 + dims + d, 3 + d)] + [2]
         o = o.permute(*perm).reshape(B * self.groups, *(n * f for n, f in zip(S, self.scale)), dims)
         # offsets are in input voxels: normalised by 2 / n per axis, (x, y, z) = (W, H, D)
-        unit = torch.tensor([2.0 / n for n in S[::-1]], device=x.device, dtype=o.dtype)
-        return torch.addcmul(self._base(S, x.device, o.dtype), o, unit)
+        base, unit = self._base(S, x.device)
+        return torch.addcmul(base, o, unit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, *S = x.shape
         xg = x.reshape(B * self.groups, C // self.groups, *S)
-        grid = self.grid(x).to(x.dtype)
-        out = F.grid_sample(xg, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.reshape(B, C, *out.shape[2:])
+        grid = self.grid(x)  # float32
+        out = F.grid_sample(xg.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(B, C, *out.shape[2:]).to(x.dtype)

@@ -4,16 +4,15 @@ Topology comes from nnU-Net's vocabulary (the plans' ``n_stages``, ``features_pe
 ``kernel_sizes``, ``strides``), so whatever ``nnUNetv2_plan_and_preprocess`` chose for a
 dataset (anisotropic strides, non-cubic patches) builds directly.
 
-- Encoder stages ``< first_rwkv_stage``: conv stem (stage 0) or a conv with kernel = stride,
-  then ``depths[s]`` residual conv blocks (depthwise-separable; none by default: at 10^5..10^6
-  voxels every extra pass costs more CPU time than a whole RWKV stage, and the RWKV stages
-  bring the context, as the patch embedding of UNETR++).
-- Encoder stages ``>= first_rwkv_stage``: conv with kernel = stride, then ``depths[s]``
-  Stage-Scan blocks (global mix over ``global_windows[s]`` windows, local mix inside
-  ``local_windows[s]`` windows, channel mix).
+- Encoder stages ``< first_rwkv_stage`` (the full- and half-resolution levels): a conv stem
+  (stage 0, plans' kernel) or a conv with kernel = stride, then ``depths[s]`` residual conv
+  blocks with the plans' kernel sizes (nnU-Net's residual encoder, depthwise-separable by
+  default, see ``conv.ResidualConvBlock``).
+- Encoder stages ``>= first_rwkv_stage``: conv with kernel = stride, an optional depthwise
+  positional conv (``pos_embed``), then ``depths[s]`` Stage-Scan blocks.
 - Decoder, per stage: upsample (DySample or transposed conv), concatenate the skip, a 1x1
-  fusion conv-norm-act and ``decoder_depths[s]`` residual conv blocks (default: none at the
-  conv-stage resolutions, one below); a 1x1 segmentation head on every decoder stage.
+  fusion conv-norm-act and ``decoder_depths[s]`` residual conv blocks (default one at EVERY
+  decoder level, as UNETR++); a 1x1 segmentation head on every decoder stage.
 
 Deep supervision as nnU-Net expects: a list of logits, highest resolution first, one per
 decoder stage; a single tensor when ``decoder.deep_supervision`` is False.
@@ -27,43 +26,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sss_nnunet.network.conv import ConvNormAct, ResidualConvBlock, Upsample
+from sss_nnunet.network.conv import ConvNormAct, PositionConv, ResidualConvBlock, Upsample
 from sss_nnunet.network.ops import as_tuple, dims_of, instance_norm
-from sss_nnunet.network.rwkv import StageScanBlock
+from sss_nnunet.network.rwkv import (
+    MIXES,
+    SCAN_MODES,
+    SCAN_WEIGHTS,
+    SHIFT_MODES,
+    SpatialMix,
+    StageScanBlock,
+    scan_orders,
+    stage_scan_bias,
+)
 
-SCAN_MODES = ("raster", "zigzag", "stage")
-SHIFT_MODES = ("none", "qshift4", "stage")
 UPSAMPLERS = ("transposed", "dysample")
-
-
-def scan_orders(mode: str, dims: int) -> tuple[list[tuple[int, ...]], bool]:
-    """Scan orders (axes slowest first) and snake flag of a scan mode.
-
-    raster: one raster order (D, H, W); zigzag: the same as a snake; stage: the snake in two
-    axis orders, (D, H, W) and its reverse (W, H, D), mixed by stage-dependent weights.
-    """
-    forward = tuple(range(dims))
-    if mode == "raster":
-        return [forward], False
-    if mode == "zigzag":
-        return [forward], True
-    if mode == "stage":
-        return [forward, forward[::-1]], True
-    raise ValueError(f"unknown scan mode {mode!r}; expected one of {SCAN_MODES}")
-
-
-def stage_scan(orders: list[tuple[int, ...]], r: int, n_rwkv: int) -> tuple[list[tuple[int, ...]], list[float]]:
-    """Scan orders of RWKV stage r (0 = first RWKV stage) and their initial softmax logits.
-
-    With two orders the weight moves from the first, (D, H, W), at the first RWKV stage to
-    the reverse, (W, H, D), at the deepest; the dominant order is listed first, and the
-    direction-aware shift follows it (it skips that order's fastest axis).
-    """
-    if len(orders) == 1:
-        return orders, [0.0]
-    tilt = 1.0 - 2.0 * r / max(n_rwkv - 1, 1)
-    ordered = orders if tilt >= 0 else orders[::-1]
-    return ordered, [abs(tilt), -abs(tilt)]
+# nnU-Net architecture keys (PlainConvUNet / ResidualEncoderUNet / ResidualUNet plans) that describe
+# nnU-Net's own conv blocks: accepted so that stock plans build, and not used.
+NNUNET_KEYS = frozenset({
+    "n_conv_per_stage", "n_conv_per_stage_decoder", "n_blocks_per_stage", "conv_bias", "dropout_op",
+    "dropout_op_kwargs", "nonlin_first", "block", "bottleneck_channels", "stem_channels", "pool_type",
+})
 
 
 def _per_stage(value, n: int, name: str) -> list:
@@ -125,27 +107,48 @@ class RWKVSSS(nn.Module):
         input_channels, num_classes, n_stages, features_per_stage, conv_op (nn.Conv2d or
         nn.Conv3d), kernel_sizes, strides (per stage; stage 0 usually 1), deep_supervision.
         norm_op / norm_op_kwargs / nonlin / nonlin_kwargs: for the conv blocks (default
-        InstanceNorm + LeakyReLU as in nnU-Net). Other nnU-Net keys (n_conv_per_stage,
-        conv_bias, dropout_op, ...) are accepted and ignored.
-    Args (RWKV-SSS; each has a default):
-        first_rwkv_stage: first encoder stage made of Stage-Scan blocks (default min(2, n-1)).
-        depths: blocks per encoder stage (default 0 in the conv stages, which only embed and
-            downsample, 2 at the two deepest stages, 1 elsewhere).
+        InstanceNorm + LeakyReLU as in nnU-Net). nnU-Net's own block keys (``NNUNET_KEYS``:
+        n_conv_per_stage, n_blocks_per_stage, conv_bias, dropout_op, ...) are accepted and
+        unused; any other unknown key is an error naming it (a typo in the plans must not
+        silently train another network).
+    Args (RWKV-SSS; each has a default, each ablation is one argument):
+        first_rwkv_stage: first encoder stage made of Stage-Scan blocks (default min(2, n-1));
+            1 is affordable because pooled WKV shrinks that stage's sequences (``wkv_pool``).
+        depths: blocks per encoder stage: residual conv blocks before ``first_rwkv_stage``
+            (default 1), Stage-Scan blocks from there (default 2 at the two deepest stages, 1
+            elsewhere).
         decoder_depths: residual conv blocks after the fusion, per decoder stage (indexed by
-            the encoder stage it joins; default 0 above the first RWKV stage, 1 from there).
-        global_windows / local_windows: windows along the longest axis for the global and the
-            local mix of each stage (default halving with depth down to 1; local = 2x global).
-        scan: raster | zigzag | stage.   shift: none | qshift4 | stage.
-        wkv_pool: k/v pooling factor per stage (default 2 at the first RWKV stage, then 1);
-            ``pooled_wkv=False`` sets all to 1.
+            the encoder stage it joins; default 1 everywhere).
+        global_windows / local_windows: windows along the longest axis of the (pooled) map for
+            the global and the local mix (default 2^(n_rwkv-2-r) and 2^(n_rwkv-1-r) at RWKV stage
+            r: many windows early, fewer deeper), adjusted per map by
+            ``windows.stage_partition`` (local always finer than global, even at the deepest
+            stage; at least ``min_window_tokens`` tokens per local window where possible).
+        min_window_tokens: tokens a local window must hold after pooling (default 16 in 2D,
+            32 in 3D: a 4x4 / 4x4x2 neighbourhood; smaller windows hardly differ from the shift).
+        scan: raster | zigzag | stage (default: the dims cyclic snake orders, weighted per sample).
+        scan_weights: dynamic (gate on pooled features + per-stage bias, default) | static
+            (per-stage learned bias only) | uniform (equal, fixed: not stage-dependent).
+        shift: none | qshift4 | stage (every axis both ways, shares from the weighted scan).
+        mixes: both | global | local (Stage-Scan block ablations).
+        wkv_pool: k/v pooling factor per stage (default 2^(3-s) at RWKV stage s, at least 1:
+            4 at stage 1, 2 at stage 2, then 1); ``pooled_wkv=False`` sets all to 1.
+        pos_embed: residual depthwise-conv position signal at the start of every RWKV stage
+            (default off: not yet measured to help; the direction-aware shift and the conv
+            skips already carry position).
         upsampler: transposed | dysample.
         drop_path: maximal stochastic-depth rate (linear over RWKV blocks).
         layer_scale: initial layer-scale value, or None for no layer scale.
         mlp_ratio: hidden width of the channel mix in units of C.
-        conv_block: separable | plain.
-        stem_features: width of stage 0 when it runs at full resolution (stride 1), where
-            every pass over the map is expensive; default min(features_per_stage[0], 16), as
-            UNETR++'s full-resolution stage. Deeper stages keep the plans' widths.
+        conv_block: separable (default) | plain. Measured reason (benchmarks/bench_network.py,
+            1x1x64x128x128): one nnU-Net conv-norm-act x2 block at 32 channels over the
+            full-resolution map costs 2 x 28 GMAC, more than the whole 48 G budget; the separable
+            block (depthwise k conv, norm, act, pointwise conv, norm, + x, act) costs ~2 GMAC there
+            and keeps every level's capacity, so stage 0 keeps the plans' width.
+        stem_features: width of stage 0 (default: the plans' features_per_stage[0]).
+
+    ``set_scan(mode)`` switches every SpatialMix's scan in place (weights untouched): raster or
+    zigzag (one D-H-W order, the gate ignored) or stage (the stage's orders and gate again).
     """
 
     def __init__(
@@ -161,12 +164,16 @@ class RWKVSSS(nn.Module):
         first_rwkv_stage: int | None = None,
         depths: Sequence[int] | None = None,
         decoder_depths: Sequence[int] | None = None,
-        global_windows: Sequence[int] | None = None,
-        local_windows: Sequence[int] | None = None,
+        global_windows: int | Sequence[int] | None = None,
+        local_windows: int | Sequence[int] | None = None,
+        min_window_tokens: int | None = None,
         scan: str = "stage",
+        scan_weights: str = "dynamic",
         shift: str = "stage",
+        mixes: str = "both",
         pooled_wkv: bool = True,
         wkv_pool: Sequence[int] | None = None,
+        pos_embed: bool = False,
         upsampler: str = "dysample",
         drop_path: float = 0.0,
         layer_scale: float | None = None,
@@ -177,40 +184,48 @@ class RWKVSSS(nn.Module):
         norm_op_kwargs: dict | None = None,
         nonlin: type[nn.Module] | None = None,
         nonlin_kwargs: dict | None = None,
-        **_nnunet_kwargs,
+        **nnunet_kwargs,
     ):
         super().__init__()
+        unknown = sorted(set(nnunet_kwargs) - NNUNET_KEYS)
+        if unknown:
+            raise TypeError(f"RWKVSSS got unknown argument(s) {', '.join(map(repr, unknown))}: neither an RWKV-SSS "
+                            f"argument nor one of nnU-Net's architecture keys ({', '.join(sorted(NNUNET_KEYS))})")
         dims = dims_of(conv_op)
         n = n_stages
-        if scan not in SCAN_MODES or shift not in SHIFT_MODES or upsampler not in UPSAMPLERS:
-            raise ValueError(f"scan/shift/upsampler must be in {SCAN_MODES}/{SHIFT_MODES}/{UPSAMPLERS}")
+        for name, value, allowed in (("scan", scan, SCAN_MODES), ("shift", shift, SHIFT_MODES),
+                                     ("upsampler", upsampler, UPSAMPLERS), ("scan_weights", scan_weights, SCAN_WEIGHTS),
+                                     ("mixes", mixes, MIXES), ("conv_block", conv_block, ("separable", "plain"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         features = [int(f) for f in _per_stage(features_per_stage, n, "features_per_stage")]
         kernels = [as_tuple(k, dims) for k in _per_stage(kernel_sizes, n, "kernel_sizes")]
         strides_ = [as_tuple(s, dims) for s in _per_stage(strides, n, "strides")]
-        if all(st == 1 for st in strides_[0]):
-            features[0] = int(stem_features) if stem_features is not None else min(features[0], 16)
+        if stem_features is not None:
+            features[0] = int(stem_features)
         first = min(2, n - 1) if first_rwkv_stage is None else int(first_rwkv_stage)
         if not 0 <= first <= n:
             raise ValueError(f"first_rwkv_stage must be in [0, {n}], got {first}")
         n_rwkv = n - first
         if depths is None:
-            depths = [0 if s < first else 2 if s >= max(n - 2, 1) else 1 for s in range(n)]
+            depths = [1 if s < first else 2 if s >= max(n - 2, 1) else 1 for s in range(n)]
         depths = list(depths)
         if decoder_depths is None:
-            decoder_depths = [0 if s < first else 1 for s in range(n)]
+            decoder_depths = [1] * n
         decoder_depths = list(decoder_depths) + [0] * (n - len(decoder_depths))
         if global_windows is None:
             global_windows = [0] * first + [2 ** max(n_rwkv - 2 - r, 0) for r in range(n_rwkv)]
         if local_windows is None:
-            local_windows = [0] * first + [2 * g if g > 1 or r < n_rwkv - 1 else 1
-                                           for r, g in enumerate(global_windows[first:])]
+            local_windows = [0] * first + [2 ** max(n_rwkv - 1 - r, 0) for r in range(n_rwkv)]
+        global_windows = _per_stage(global_windows, n, "global_windows")
+        local_windows = _per_stage(local_windows, n, "local_windows")
+        if min_window_tokens is None:
+            min_window_tokens = 16 if dims == 2 else 32
         if wkv_pool is None:
-            wkv_pool = [1] * n if n_rwkv == 0 else [1] * first + [2] + [1] * (n_rwkv - 1)
+            wkv_pool = [1 if s < first else 2 ** max(3 - s, 0) for s in range(n)]
         if not pooled_wkv:
             wkv_pool = [1] * n
-        per_stage = dict(depths=depths, decoder_depths=decoder_depths, global_windows=global_windows,
-                         local_windows=local_windows, wkv_pool=wkv_pool)
-        for name, value in per_stage.items():
+        for name, value in dict(depths=depths, decoder_depths=decoder_depths, wkv_pool=wkv_pool).items():
             _per_stage(value, n, name)
         ops = dict(conv_op=conv_op, norm_op=norm_op or instance_norm(dims), norm_kwargs=norm_op_kwargs,
                    nonlin=nonlin or nn.LeakyReLU, nonlin_kwargs=nonlin_kwargs)
@@ -220,8 +235,9 @@ class RWKVSSS(nn.Module):
 
         self.config = dict(features=features, first_rwkv_stage=first, depths=depths,
                            decoder_depths=decoder_depths, global_windows=list(global_windows),
-                           local_windows=list(local_windows), scan=scan, shift=shift, wkv_pool=list(wkv_pool),
-                           upsampler=upsampler, conv_block=conv_block, mlp_ratio=mlp_ratio)
+                           local_windows=list(local_windows), min_window_tokens=int(min_window_tokens), scan=scan,
+                           scan_weights=scan_weights, shift=shift, mixes=mixes, wkv_pool=list(wkv_pool),
+                           pos_embed=pos_embed, upsampler=upsampler, conv_block=conv_block, mlp_ratio=mlp_ratio)
         self.encoder = nn.ModuleList()
         block_id = 0
         for s in range(n):
@@ -236,20 +252,32 @@ class RWKVSSS(nn.Module):
                 layers = [ConvNormAct(conv_op, ops["norm_op"], ops["nonlin"], c_in, C, strides_[s],
                                       stride=strides_[s], norm_kwargs=norm_op_kwargs,
                                       nonlin_kwargs=nonlin_kwargs)]
+            if s >= first and pos_embed:
+                layers.append(PositionConv(C, kernels[s], conv_op))
             for _ in range(depths[s]):
                 if s < first:
                     layers.append(ResidualConvBlock(C, kernels[s], ops, conv_block))
                     continue
-                stage_orders, bias = stage_scan(orders, s - first, n_rwkv)
                 layers.append(StageScanBlock(
-                    C, dims, global_windows[s], local_windows[s], stage_orders, snake, shift, wkv_pool[s],
-                    mlp_ratio, layer=(block_id, n_blocks), order_bias=bias,
-                    drop_path=rates[block_id], layer_scale=layer_scale,
+                    C, dims, global_windows[s], local_windows[s], orders, snake, shift, wkv_pool[s],
+                    mlp_ratio, layer=(block_id, n_blocks), order_bias=stage_scan_bias(
+                        len(orders), s - first, n_rwkv, 0.0 if scan_weights == "uniform" else 1.0),
+                    drop_path=rates[block_id], layer_scale=layer_scale, scan_weights=scan_weights,
+                    min_tokens=int(min_window_tokens), mixes=mixes,
                 ))
                 block_id += 1
             self.encoder.append(nn.Sequential(*layers))
         self.decoder = Decoder(features, kernels, strides_, num_classes, dims, ops, upsampler, conv_block,
                                decoder_depths, deep_supervision)
+
+    def set_scan(self, mode: str) -> None:
+        """Switch every SpatialMix's scan in place: raster | zigzag (one D-H-W order, the scan
+        gate ignored) | stage (the stage's orders, weighted by the gate). Weights untouched."""
+        if mode not in SCAN_MODES:
+            raise ValueError(f"unknown scan mode {mode!r}; expected one of {SCAN_MODES}")
+        for m in self.modules():
+            if isinstance(m, SpatialMix):
+                m.set_scan(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = []

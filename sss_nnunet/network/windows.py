@@ -1,4 +1,4 @@
-"""Window grids and scan orders: how a feature map becomes Bi-WKV sequences and back.
+"""Window grids, stage partitions and scan orders: how a feature map becomes Bi-WKV sequences.
 
 A map of spatial size S = (D, H, W) (or (H, W)) is split into a grid of windows. A *scan*
 visits windows one after the other and, inside each window, its voxels in an axis order
@@ -10,6 +10,11 @@ shaped (n_windows, window_volume):
 - local mix: each row is its own sequence (windows go to the batch dimension).
 
 ``inverse`` undoes the gather exactly. All sizes are in voxels of the current stage.
+
+Device residency (GPU readiness): scan indices, their inverses and border masks are built
+with torch integer arithmetic directly on the device that needs them (no numpy, no
+host-to-device copy) and kept in ``DEVICE_CACHE``, keyed by (what, grid/shape, order,
+device). Repeated forwards reuse the same tensors (``DEVICE_CACHE.misses`` counts builds).
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 import torch
 
 
@@ -47,47 +51,141 @@ class WindowGrid:
         return self.padded != self.spatial
 
 
-def window_grid(spatial: tuple[int, ...], windows: int) -> WindowGrid:
-    """A grid with about ``windows`` windows along the longest axis, proportionally fewer
-    along shorter axes (anisotropic maps), at least one per axis, none made only of padding."""
-    longest = max(spatial)
-    counts = [min(s, max(1, round(windows * s / longest))) for s in spatial]
+def grid_from_counts(spatial: tuple[int, ...], counts: tuple[int, ...]) -> WindowGrid:
+    """Grid with about ``counts`` windows per axis (clamped to [1, size]), none only padding."""
+    counts = [min(s, max(1, int(c))) for s, c in zip(spatial, counts)]
     sizes = [math.ceil(s / c) for s, c in zip(spatial, counts)]
     counts = [math.ceil(s / z) for s, z in zip(spatial, sizes)]
     return WindowGrid(tuple(spatial), tuple(counts), tuple(sizes))
 
 
-def _traversal(shape: tuple[int, ...], order: tuple[int, ...], snake: bool) -> np.ndarray:
-    """Coordinates (M, ndim) of all cells of ``shape`` in visiting order.
+def _window_grid(spatial: tuple[int, ...], windows: int) -> WindowGrid:
+    """A grid with about ``windows`` windows along the longest axis, proportionally fewer
+    along shorter axes (anisotropic maps), at least one per axis, none made only of padding."""
+    longest = max(spatial)
+    return grid_from_counts(spatial, tuple(round(windows * s / longest) for s in spatial))
+
+
+window_grid = lru_cache(maxsize=1024)(_window_grid)
+
+
+def _stage_partition(spatial: tuple[int, ...], global_windows: int, local_windows: int,
+                    min_tokens: int) -> tuple[WindowGrid, WindowGrid]:
+    """(global grid, local grid) of one Stage-Scan stage on a (pooled) map of ``spatial`` voxels.
+
+    Rules, in order:
+    1. the local grid has ``local_windows`` windows along the longest axis, halved while a
+       window would hold fewer than ``min_tokens`` tokens;
+    2. the global grid has ``global_windows`` along the longest axis, but is always strictly
+       coarser than the local grid (fewer windows): if not, it takes half the local count;
+    3. if the local grid is a single window (a small, deep map), it is split in two along its
+       longest axis anyway, so the local mix never repeats the global one; this is the only
+       case where a local window may hold fewer than ``min_tokens`` tokens.
+    """
+    w = max(1, int(local_windows))
+    local = _window_grid(spatial, w)
+    while local.window_volume < min_tokens and w > 1:
+        w = max(1, w // 2)
+        local = _window_grid(spatial, w)
+    if local.n_windows == 1:
+        axis = max(range(len(spatial)), key=lambda a: spatial[a])
+        if spatial[axis] > 1:
+            counts = [1] * len(spatial)
+            counts[axis] = 2
+            local = grid_from_counts(spatial, tuple(counts))
+    g = max(1, min(int(global_windows), w))
+    glob = _window_grid(spatial, g)
+    while glob.n_windows >= local.n_windows and g > 1:
+        g = max(1, g // 2)
+        glob = _window_grid(spatial, g)
+    return glob, local
+
+
+_stage_partition_cached = lru_cache(maxsize=1024)(_stage_partition)
+
+
+def stage_partition(spatial: tuple[int, ...], global_windows: int, local_windows: int,
+                    min_tokens: int) -> tuple[WindowGrid, WindowGrid]:
+    """(global grid, local grid) of one stage; see ``_stage_partition`` (memoised in eager mode;
+    traced directly under torch.compile, where it is plain integer arithmetic)."""
+    fn = _stage_partition if torch.compiler.is_compiling() else _stage_partition_cached
+    return fn(tuple(spatial), int(global_windows), int(local_windows), int(min_tokens))
+
+
+DEVICE_CACHE: dict = {}  # (what, *shape/order ints, device str[, dtype str]) -> tensor(s) on that device
+CACHE_STATS = {"misses": 0}  # tensors built (eager); tests check that repeated forwards add none
+
+
+def cached(key: tuple, build):
+    """``DEVICE_CACHE[key]``, built once by ``build()`` (no host-to-device copy). Keys hold only
+    ints, strings and tuples, so torch.compile guards on them cheaply. Traced under
+    torch.compile, a missing entry is built inside the graph and stored as the graph's output."""
+    value = DEVICE_CACHE.get(key)
+    if value is None:
+        value = build()
+        DEVICE_CACHE[key] = value
+        if not torch.compiler.is_compiling():
+            CACHE_STATS["misses"] += 1
+    return value
+
+
+def small_tensor(values, device, dtype=torch.float32) -> torch.Tensor:
+    """A small tensor of python numbers built on ``device`` by fills (no host-to-device copy)."""
+    flat = [float(v) for row in values for v in (row if isinstance(row, (list, tuple)) else [row])]
+    out = torch.zeros(len(flat), device=device, dtype=dtype)
+    for i, v in enumerate(flat):
+        if v != 0:
+            out[i] = v
+    shape = (len(values), -1) if values and isinstance(values[0], (list, tuple)) else (-1,)
+    return out.view(shape)
+
+
+def traversal(shape: tuple[int, ...], order: tuple[int, ...], snake: bool, device) -> torch.Tensor:
+    """Coordinates (M, ndim) int64 of all cells of ``shape`` in visiting order, on ``device``.
 
     ``order`` lists axes from slowest to fastest. With ``snake`` every sub-traversal is
-    reversed on odd steps of the axis above it, so consecutive cells are always adjacent.
+    reversed on odd steps of the axis above it (a reflected mixed-radix count), so
+    consecutive cells are always adjacent.
     """
-    if not order:
-        return np.zeros((1, len(shape)), dtype=np.int64)
-    axis, rest = order[0], order[1:]
-    inner = _traversal(shape, rest, snake)
-    parts = []
-    for i in range(shape[axis]):
-        block = inner[::-1] if (snake and i % 2) else inner
-        block = block.copy()
-        block[:, axis] = i
-        parts.append(block)
-    return np.concatenate(parts)
+    M = math.prod(shape)
+    rem = torch.arange(M, device=device, dtype=torch.int64)
+    coords = [None] * len(shape)
+    flip = torch.zeros(M, device=device, dtype=torch.bool) if snake else None
+    inner = M
+    for axis in order:
+        n = shape[axis]
+        inner //= n
+        digit = torch.div(rem, inner, rounding_mode="floor")
+        rem = rem - digit * inner
+        if snake:
+            digit = torch.where(flip, n - 1 - digit, digit)
+            flip = flip ^ (digit % 2 == 1)
+        coords[axis] = digit
+    return torch.stack(coords, -1)
 
 
-@lru_cache(maxsize=256)
-def _scan_index_np(grid: WindowGrid, order: tuple[int, ...], snake: bool) -> np.ndarray:
-    win = _traversal(grid.counts, order, snake)  # (n_windows, ndim)
-    pos = _traversal(grid.sizes, order, snake)  # (window_volume, ndim)
-    coords = win[:, None, :] * np.asarray(grid.sizes) + pos[None, :, :]  # (nW, L, ndim)
-    strides = np.cumprod((grid.padded[1:] + (1,))[::-1])[::-1]
-    return (coords * strides).sum(-1)
+def _build_scan(grid: WindowGrid, order: tuple[int, ...], snake: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    win = traversal(grid.counts, order, snake, device)  # (n_windows, ndim)
+    pos = traversal(grid.sizes, order, snake, device)  # (window_volume, ndim)
+    flat = torch.zeros((win.shape[0], pos.shape[0]), dtype=torch.int64, device=device)
+    stride = 1
+    for axis in range(len(grid.padded) - 1, -1, -1):  # row-major position in the padded map
+        flat = flat + (win[:, None, axis] * grid.sizes[axis] + pos[None, :, axis]) * stride
+        stride *= grid.padded[axis]
+    inv = torch.empty(flat.numel(), dtype=torch.int64, device=device)
+    inv[flat.flatten()] = torch.arange(flat.numel(), device=device, dtype=torch.int64)
+    return flat, inv
 
 
-def scan_index(grid: WindowGrid, order: tuple[int, ...], snake: bool, device: torch.device) -> torch.Tensor:
-    """(n_windows, window_volume) int64 positions in the flattened padded map."""
-    return torch.from_numpy(_scan_index_np(grid, tuple(order), snake)).to(device)
+def scan_index(grid: WindowGrid, order: tuple[int, ...], snake: bool, device) -> torch.Tensor:
+    """(n_windows, window_volume) int64 positions in the flattened padded map (cached)."""
+    return scan_and_inverse(grid, order, snake, device)[0]
+
+
+def scan_and_inverse(grid: WindowGrid, order: tuple[int, ...], snake: bool, device) -> tuple[torch.Tensor, ...]:
+    """(index (n_windows, window_volume), inverse (n_windows * window_volume,)), cached per device."""
+    key = ("scan", grid.spatial, grid.counts, grid.sizes, tuple(order), bool(snake), str(device))
+    return cached(key, lambda: _build_scan(grid, tuple(order), snake, device))
 
 
 def inverse(index: torch.Tensor) -> torch.Tensor:
@@ -96,6 +194,20 @@ def inverse(index: torch.Tensor) -> torch.Tensor:
     inv = torch.empty_like(flat)
     inv[flat] = torch.arange(flat.numel(), device=flat.device)
     return inv
+
+
+def border_mask(size: int, window: int, sign: int, device, dtype) -> torch.Tensor:
+    """(size,) 0/1 mask of the destinations of a one-voxel shift by ``sign`` along an axis of
+    ``size`` voxels cut into windows of ``window``: 0 where the source lies outside the map
+    or in another window (cached per device and dtype)."""
+    def build():
+        pos = torch.arange(size, device=device)
+        src = pos - sign
+        ok = (src >= 0) & (src < size) & (torch.div(src, window, rounding_mode="floor")
+                                           == torch.div(pos, window, rounding_mode="floor"))
+        return ok.to(dtype)
+
+    return cached(("mask", size, window, sign, str(device), str(dtype)), build)
 
 
 def pad_to(x: torch.Tensor, padded: tuple[int, ...]) -> torch.Tensor:
@@ -108,9 +220,3 @@ def pad_to(x: torch.Tensor, padded: tuple[int, ...]) -> torch.Tensor:
 
 def crop_to(x: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
     return x[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
-
-
-def valid_mask(grid: WindowGrid, device: torch.device) -> torch.Tensor:
-    """(prod(padded),) bool: True where a padded-map position is inside the real map."""
-    axes = [torch.arange(p, device=device) < s for p, s in zip(grid.padded, grid.spatial)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij")).all(0).reshape(-1)

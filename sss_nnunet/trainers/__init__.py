@@ -11,18 +11,27 @@ from sss_nnunet.trainers.variants import (
     SSSTrainer_50epochs,
     SSSTrainer_250epochs,
     SSSTrainer_demo,
+    SSSTrainer_firstRWKV1,
+    SSSTrainer_globalOnly,
+    SSSTrainer_localOnly,
     SSSTrainer_noPooledWKV,
+    SSSTrainer_posEmbed,
     SSSTrainer_scanRaster,
+    SSSTrainer_scanWeightsStatic,
+    SSSTrainer_scanWeightsUniform,
     SSSTrainer_scanZigzag,
     SSSTrainer_shiftNone,
     SSSTrainer_shiftQShift4,
     SSSTrainer_tiny,
     SSSTrainer_transposedUp,
+    SSSTrainer_VRWKV,
 )
 
 TRAINERS = [
     SSSTrainer, SSSTrainer_1epoch, SSSTrainer_5epochs, SSSTrainer_50epochs, SSSTrainer_250epochs, SSSTrainer_demo,
     SSSTrainer_tiny, SSSTrainer_scanRaster, SSSTrainer_scanZigzag, SSSTrainer_shiftNone, SSSTrainer_shiftQShift4,
-    SSSTrainer_noPooledWKV, SSSTrainer_transposedUp,
+    SSSTrainer_noPooledWKV, SSSTrainer_transposedUp, SSSTrainer_scanWeightsStatic, SSSTrainer_scanWeightsUniform,
+    SSSTrainer_globalOnly, SSSTrainer_localOnly, SSSTrainer_firstRWKV1, SSSTrainer_posEmbed, SSSTrainer_VRWKV,
 ]
-__all__ = [t.__name__ for t in TRAINERS] + ["TRAINERS", "network_kwargs_from_plans"]
+ABLATION_TRAINERS = [t for t in TRAINERS if t.network_overrides]
+__all__ = [t.__name__ for t in TRAINERS] + ["ABLATION_TRAINERS", "TRAINERS", "network_kwargs_from_plans"]

@@ -70,3 +70,47 @@ class SSSTrainer_noPooledWKV(SSSTrainer):
 
 class SSSTrainer_transposedUp(SSSTrainer):
     network_overrides = {"upsampler": "transposed"}
+
+
+class SSSTrainer_scanWeightsStatic(SSSTrainer):
+    """Stage-dependent learned scan weights without the input-dependent gate."""
+
+    network_overrides = {"scan_weights": "static"}
+
+
+class SSSTrainer_scanWeightsUniform(SSSTrainer):
+    """Equal, fixed weights of the scan orders at every stage (not stage-dependent, not learned)."""
+
+    network_overrides = {"scan_weights": "uniform"}
+
+
+class SSSTrainer_globalOnly(SSSTrainer):
+    """Stage-Scan blocks without the local mix (global window-major mix and channel mix)."""
+
+    network_overrides = {"mixes": "global"}
+
+
+class SSSTrainer_localOnly(SSSTrainer):
+    """Stage-Scan blocks without the global mix (local windows and channel mix)."""
+
+    network_overrides = {"mixes": "local"}
+
+
+class SSSTrainer_firstRWKV1(SSSTrainer):
+    """RWKV from encoder stage 1 (k/v pooled by 4 there) instead of stage 2."""
+
+    network_overrides = {"first_rwkv_stage": 1}
+
+
+class SSSTrainer_posEmbed(SSSTrainer):
+    """With the depthwise-conv position signal at the start of every RWKV stage."""
+
+    network_overrides = {"pos_embed": True}
+
+
+class SSSTrainer_VRWKV(SSSTrainer):
+    """Plain Vision-RWKV baseline in the same U-Net: one global raster scan over the whole map, Q-Shift
+    (four in-plane directions), no pooled WKV, no local mix, transposed-conv upsampling."""
+
+    network_overrides = {"scan": "raster", "shift": "qshift4", "pooled_wkv": False, "upsampler": "transposed",
+                         "mixes": "global", "global_windows": 1}

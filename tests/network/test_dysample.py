@@ -41,3 +41,21 @@ def test_offsets_move_samples_along_the_right_axis():
     shifted = F.interpolate(moved, scale_factor=(1, 2, 2), mode="trilinear", align_corners=False)
     # compare away from the W borders, where the two clamp differently
     torch.testing.assert_close(m(x)[..., 1:-2], shifted[..., 1:-2], atol=1e-4, rtol=1e-5)
+
+
+def test_grid_is_float32_under_autocast_and_built_once():
+    torch.manual_seed(0)
+    m = DySample(8, (2, 2, 2), 3)
+    x = torch.randn(1, 8, 6, 10, 12)
+    ref = m(x)
+    base = m._base((6, 10, 12), x.device)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grid = m.grid(x)
+        out = m(x.bfloat16())
+    assert grid.dtype == torch.float32 and base[0].dtype == torch.float32
+    assert m._base((6, 10, 12), x.device)[0] is base[0]  # cached, not rebuilt
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)  # only the input rounding differs
+    # a bfloat16 grid would put samples off by ~1/100 of the map: far more than this
+    half_grid = grid.bfloat16().float()
+    assert (half_grid - grid).abs().max() > 1e-3

@@ -1,4 +1,4 @@
-"""Window grids, scan orders and the token shift: exact inverses and neighbourhood properties."""
+"""Window grids, stage partitions, scan orders and the direction-aware shift."""
 
 from __future__ import annotations
 
@@ -8,10 +8,27 @@ import numpy as np
 import pytest
 import torch
 
-from sss_nnunet.network.rwkv import shift_groups, window_shift
-from sss_nnunet.network.windows import inverse, scan_index, window_grid
+from sss_nnunet.network.rwkv import (
+    axis_shares,
+    direction_weights,
+    directional_shift,
+    qshift4_shares,
+    scan_orders,
+    shift_directions,
+)
+from sss_nnunet.network.windows import (
+    CACHE_STATS,
+    border_mask,
+    inverse,
+    scan_and_inverse,
+    scan_index,
+    stage_partition,
+    traversal,
+    window_grid,
+)
 
 SHAPES = [(5, 7, 9), (16, 40, 40), (4, 4, 4), (1, 6, 5), (7, 11), (32, 28)]
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("spatial", SHAPES)
@@ -26,18 +43,57 @@ def test_grid_covers_the_map_without_empty_windows(spatial, windows):
     assert g.counts[longest] == max(g.counts)
 
 
+def _reference_traversal(shape, order, snake):
+    """The recursive definition: the inner traversal is reversed on odd steps of the outer axis."""
+    if not order:
+        return [[0] * len(shape)]
+    inner = _reference_traversal(shape, order[1:], snake)
+    out = []
+    for i in range(shape[order[0]]):
+        block = inner[::-1] if (snake and i % 2) else inner
+        for c in block:
+            c = list(c)
+            c[order[0]] = i
+            out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 2, 3), (4, 3), (1, 5, 2)])
+@pytest.mark.parametrize("snake", [False, True])
+def test_traversal_matches_the_recursive_definition(shape, snake):
+    for order in itertools.permutations(range(len(shape))):
+        got = traversal(shape, order, snake, CPU).tolist()
+        assert got == _reference_traversal(shape, order, snake)
+
+
 @pytest.mark.parametrize("spatial", SHAPES)
 @pytest.mark.parametrize("snake", [False, True])
 def test_scan_index_is_a_permutation_and_inverse_undoes_it(spatial, snake):
     dims = len(spatial)
     g = window_grid(spatial, 3)
     for order in itertools.permutations(range(dims)):
-        idx = scan_index(g, order, snake, torch.device("cpu"))
+        idx, inv = scan_and_inverse(g, order, snake, CPU)
         assert idx.shape == (g.n_windows, g.window_volume)
         flat = idx.flatten()
         assert torch.equal(flat.sort().values, torch.arange(int(np.prod(g.padded))))
         x = torch.randn(2, flat.numel(), 3)
-        assert torch.equal(x[:, flat][:, inverse(idx)], x)
+        assert torch.equal(x[:, flat][:, inv], x)
+        assert torch.equal(inv, inverse(idx))
+
+
+def test_scan_indices_are_built_once_per_grid_order_and_device():
+    g = window_grid((6, 10, 13), 2)  # a size no other test uses
+    before = CACHE_STATS["misses"]
+    a = scan_and_inverse(g, (1, 2, 0), True, CPU)
+    assert CACHE_STATS["misses"] == before + 1
+    b = scan_and_inverse(g, (1, 2, 0), True, torch.device("cpu"))
+    assert a[0] is b[0] and a[1] is b[1]  # the same tensors, not copies
+    c = scan_and_inverse(g, (1, 2, 0), False, CPU)  # another scan: built once more
+    assert c[0] is not a[0] and CACHE_STATS["misses"] == before + 2
+    m1 = border_mask(9, 3, 1, CPU, torch.float32)
+    assert border_mask(9, 3, 1, CPU, torch.float32) is m1
+    assert m1.tolist() == [0, 1, 1, 0, 1, 1, 0, 1, 1]
+    assert border_mask(9, 3, -1, CPU, torch.float32).tolist() == [1, 1, 0, 1, 1, 0, 1, 1, 0]
 
 
 def _coords(flat: torch.Tensor, padded) -> np.ndarray:
@@ -47,42 +103,105 @@ def _coords(flat: torch.Tensor, padded) -> np.ndarray:
 @pytest.mark.parametrize("spatial", [(6, 5, 7), (9, 8)])
 def test_windows_stay_contiguous_and_snake_steps_are_neighbours(spatial):
     g = window_grid(spatial, 2)
-    idx = scan_index(g, tuple(range(len(spatial))), True, torch.device("cpu"))
-    for row in idx:  # one window: every consecutive pair is one voxel apart (snake)
-        c = _coords(row, g.padded)
-        assert np.abs(np.diff(c, axis=0)).sum(1).max() == 1
-        lo = c.min(0)
-        assert np.all(c.max(0) - lo == np.array(g.sizes) - 1)  # a single window block
+    for order in scan_orders("stage", len(spatial))[0]:
+        idx = scan_index(g, order, True, CPU)
+        for row in idx:  # one window: every consecutive pair is one voxel apart (snake)
+            c = _coords(row, g.padded)
+            assert np.abs(np.diff(c, axis=0)).sum(1).max() == 1
+            lo = c.min(0)
+            assert np.all(c.max(0) - lo == np.array(g.sizes) - 1)  # a single window block
+        # the fastest axis of the order is the one consecutive tokens step along most often
+        steps = np.abs(np.diff(_coords(idx[0], g.padded), axis=0)).argmax(1)
+        assert np.bincount(steps, minlength=len(spatial)).argmax() == order[-1]
 
 
-def _reference_shift(x: torch.Tensor, groups, window) -> torch.Tensor:
-    """Loop version: out[p] = x[p - sign e_axis] if inside the map and the same window."""
+def test_stage_orders_make_every_axis_fastest_once():
+    for dims in (2, 3):
+        orders, snake = scan_orders("stage", dims)
+        assert snake and len(orders) == dims
+        assert sorted(o[-1] for o in orders) == list(range(dims))
+        assert sorted(o[0] for o in orders) == list(range(dims))
+    assert scan_orders("raster", 3) == ([(0, 1, 2)], False)
+
+
+@pytest.mark.parametrize("spatial", [(16, 16, 16), (4, 4, 4), (8, 8, 8), (2, 20, 16), (64, 56), (4, 4), (1, 8, 8)])
+@pytest.mark.parametrize(("gw", "lw"), [(4, 8), (1, 2), (1, 1), (2, 2), (8, 4)])
+def test_local_partition_is_always_finer_than_the_global_one(spatial, gw, lw):
+    glob, local = stage_partition(spatial, gw, lw, 32)
+    assert local.n_windows > glob.n_windows, (glob, local)
+    if local.window_volume < 32:  # only when the map is too small for two such windows
+        assert local.n_windows == 2 and glob.n_windows == 1
+    assert glob.counts != local.counts
+
+
+def test_partition_schedule_and_minimum_tokens():
+    # the default 3D schedule at the benchmark topology (pooled 16^3, 16^3, 8^3, 4^3)
+    parts = [stage_partition(s, g, lw, 32) for s, g, lw in
+             [((16,) * 3, 4, 8), ((16,) * 3, 2, 4), ((8,) * 3, 1, 2), ((4,) * 3, 1, 1)]]
+    local_counts = [p[1].n_windows for p in parts]
+    assert local_counts == sorted(local_counts, reverse=True) and local_counts[0] > local_counts[-1]
+    assert all(p[1].window_volume >= 32 for p in parts)  # 8 tokens per window were asked for at stage 0
+    deepest_global, deepest_local = parts[-1]
+    assert deepest_global.n_windows == 1 and deepest_local.n_windows == 2  # local != global at the deepest
+
+
+def _reference_shift(x: torch.Tensor, weights: torch.Tensor, window) -> torch.Tensor:
+    """Loop version: out[p] = sum_d w_d x[p - sign_d e_axis_d] if inside the map and the same window."""
     B, *S, C = x.shape
-    n = C // len(groups)
     out = torch.zeros_like(x)
-    out[..., n * len(groups):] = x[..., n * len(groups):]
-    for g, (axis, sign) in enumerate(groups):
+    for d, (axis, sign) in enumerate(shift_directions(len(S))):
         for p in itertools.product(*(range(s) for s in S)):
             q = list(p)
             q[axis] -= sign
             if 0 <= q[axis] < S[axis] and q[axis] // window[axis] == p[axis] // window[axis]:
-                chans = slice(g * n, (g + 1) * n)
-                out[(slice(None), *p, chans)] = x[(slice(None), *q, chans)]
+                out[(slice(None), *p)] += weights[:, d] * x[(slice(None), *q)]
     return out
 
 
-@pytest.mark.parametrize("mode", ["qshift4", "stage"])
 @pytest.mark.parametrize(("spatial", "window"),
-                         [((4, 5, 6), (2, 3, 4)), ((5, 7), (2, 3)), ((3, 4, 4), (3, 4, 4))])
-def test_window_shift_matches_the_definition(mode, spatial, window):
+                         [((4, 5, 6), (2, 3, 4)), ((5, 7), (2, 3)), ((3, 4, 4), (3, 4, 4)), ((1, 4, 3), (1, 2, 3))])
+def test_directional_shift_matches_the_definition(spatial, window):
     dims = len(spatial)
-    groups = shift_groups(mode, dims, [tuple(range(dims))])
-    x = torch.randn(2, *spatial, 4 * len(groups) + 3)
-    torch.testing.assert_close(window_shift(x, groups, window), _reference_shift(x, groups, window))
+    torch.manual_seed(0)
+    x = torch.randn(2, *spatial, 10)
+    weights = torch.softmax(torch.randn(2, 2 * dims, 10), 1)  # soft, per sample
+    torch.testing.assert_close(directional_shift(x, weights, window), _reference_shift(x, weights, window))
 
 
-def test_stage_shift_skips_the_fastest_scan_axis():
-    assert {a for a, _ in shift_groups("stage", 3, [(0, 1, 2)])} == {0, 1}
-    assert {a for a, _ in shift_groups("stage", 3, [(2, 1, 0)])} == {1, 2}
-    assert shift_groups("none", 3, [(0, 1, 2)]) == []
-    assert len(shift_groups("qshift4", 2, [(0, 1)])) == 4
+@pytest.mark.parametrize("spatial", [(5, 6, 7), (6, 7), (3, 8, 6)])
+def test_shift_moves_a_one_hot_voxel_along_each_direction(spatial):
+    dims = len(spatial)
+    centre = tuple(s // 2 for s in spatial)
+    x = torch.zeros(1, *spatial, 4)
+    x[(0, *centre)] = 1.0
+    for d, (axis, sign) in enumerate(shift_directions(dims)):
+        w = torch.zeros(1, 2 * dims, 4)
+        w[:, d] = 1.0
+        out = directional_shift(x, w, spatial)
+        target = list(centre)
+        target[axis] += sign
+        expected = torch.zeros_like(x)
+        expected[(0, *target)] = 1.0
+        assert torch.equal(out, expected), (axis, sign)
+        # a window border right after the centre along that axis stops it
+        window = [s for s in spatial]
+        window[axis] = centre[axis] + 1 if sign > 0 else centre[axis]
+        if window[axis] > 0:
+            assert out.sum() == x.sum() and directional_shift(x, w, window).sum() == 0
+
+
+def test_direction_weights_partition_channels_and_follow_the_shares():
+    shares = torch.tensor([[0.5, 0.25, 0.25], [0.0, 0.5, 0.5]])
+    w = direction_weights(shares, 12)
+    assert w.shape == (2, 6, 12)
+    torch.testing.assert_close(w.sum(1), torch.ones(2, 12))
+    torch.testing.assert_close(w.sum(2), torch.tensor([[3.0, 3, 1.5, 1.5, 1.5, 1.5], [0, 0, 3, 3, 3, 3]]))
+    # shares move with the scan: the slowest axis of an order gets most, axes of size 1 none
+    s = axis_shares([(0, 1, 2)], None, (8, 8, 8), CPU)
+    assert s[0, 0] > s[0, 1] > s[0, 2] > 0
+    s = axis_shares([(0, 1, 2), (1, 2, 0), (2, 0, 1)], torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]), (1, 8, 8), CPU)
+    assert s[0, 0] == 0 and s[0, 1] > s[0, 2] and s[1, 2] > s[1, 1]
+    torch.testing.assert_close(s.sum(1), torch.ones(2))
+    uniform = axis_shares(scan_orders("stage", 3)[0], torch.full((1, 3), 1 / 3), (8, 8, 8), CPU)
+    torch.testing.assert_close(uniform, torch.full((1, 3), 1 / 3))
+    assert qshift4_shares((8, 8, 8), CPU).tolist() == [[0.0, 0.5, 0.5]]

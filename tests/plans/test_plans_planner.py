@@ -25,7 +25,7 @@ def test_architecture_entry_rebuilds_the_same_network():
     arch = json.loads(json.dumps(arch))  # as read back from SSSPlans.json
     assert arch["network_class_name"] == NETWORK_CLASS
     assert set(RWKV_KEYS) <= set(arch["arch_kwargs"])
-    assert arch["arch_kwargs"]["stem_features"] == 16
+    assert arch["arch_kwargs"]["stem_features"] == 32  # stage 0 at the plans' width (network issue 11)
     stock = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                    2, 4, allow_init=False, deep_supervision=True)
     assert isinstance(stock, RWKVSSS)

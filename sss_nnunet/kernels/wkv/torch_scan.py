@@ -78,9 +78,19 @@ class Layout:
         return out
 
     def from_scan(self, zs: torch.Tensor) -> torch.Tensor:
-        """(L, B, N, C[, K]) -> (B, T, C[, K]) (one copy)."""
-        B = zs.shape[1]
-        return zs.movedim(0, 2).reshape(B, self.N * self.L, *zs.shape[3:])[:, : self.T]
+        """(L, B, N, C[, K]) -> a contiguous (B, T, C[, K]) (one copy).
+
+        Always a fresh contiguous tensor, whatever T, N and L: the custom ops' fake
+        implementations promise contiguous outputs, and ``torch.compile`` checks it.
+        """
+        L, B, N, *rest = zs.shape
+        T = self.T
+        out = zs.new_empty((B, T, *rest))
+        full = (N - 1) * L if T < N * L else T  # tokens in whole chunks
+        out[:, :full].view(B, full // L, L, *rest).copy_(zs[:, :, : full // L].movedim(0, 2))
+        if full < T:
+            out[:, full:].copy_(zs[: T - full, :, N - 1].movedim(0, 1))
+        return out
 
 
 def _scan_chunks(
@@ -232,7 +242,7 @@ def bi_wkv_forward(
     den = (sf * Pf[..., 1]).addcmul_(sr, Pr[..., 1]).add_(e_diag)
     y = (sf.mul_(Pf[..., 0])).addcmul_(sr, Pr[..., 0]).addcmul_(e_diag, vs).div_(den)
     y = lay.from_scan(y)
-    y_hi = y if v.dtype in (torch.float16, torch.bfloat16) else y.new_empty(0)
+    y_hi = y if v.dtype in (torch.float16, torch.bfloat16) else y.new_empty(0, dtype=torch.float32)
     return y.to(v.dtype), lay.from_scan(den.log_().add_(m)), y_hi
 
 
