@@ -63,6 +63,7 @@ def test_a_key_spike_comes_back_at_its_image_voxel(results, tmp_path, monkeypatc
     -> image: the map must peak where the spike's voxel is, within one token."""
     from sss_nnunet.attention import model as M
     from sss_nnunet.attention import report
+    from sss_nnunet.attention.maps import stage_blocks
 
     write_model(results, transpose=(2, 0, 1))
     image = tmp_path / "case_0000.nii.gz"
@@ -76,9 +77,11 @@ def test_a_key_spike_comes_back_at_its_image_voxel(results, tmp_path, monkeypatc
         patch = M.extract_patch(model, case, M.image_to_preprocessed(model, case, (7, 15, 14))[0])
         pre, _ = M.image_to_preprocessed(model, case, target)
         in_patch = [p - s + b for p, s, b in zip(pre, patch.start, patch.pad)]
-        block = model.network.encoder[2][1]  # the first Stage-Scan block (stage 2; factor 4, wkv pool 2)
-        token = [c // 4 // 2 for c in in_patch]
-        grid = [s // 4 // 2 for s in patch.tensor.shape[2:]]
+        stage, _, block = stage_blocks(model.network)[0]  # the first Stage-Scan block: stage 2, 4 voxels a token
+        pool = block.global_mix.pool
+        assert stage == 2 and pool == 2
+        token = [c // 4 // pool for c in in_patch]
+        grid = [-(-(s // 4) // pool) for s in patch.tensor.shape[2:]]
         flat = int(np.ravel_multi_index(token, grid))
 
         def spike(_m, _i, out):
