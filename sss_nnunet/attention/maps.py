@@ -214,7 +214,8 @@ def attention_maps(network: nn.Module, patch: torch.Tensor, query: Sequence[int]
             if progress is not None and (i == len(blocks) - 1 or blocks[i + 1][0] != s):
                 n = sum(1 for x in blocks if x[0] == s)
                 progress(f"stage {s}: {n} Stage-Scan block(s) on a {'x'.join(map(str, grids[i]))} token grid "
-                         f"({'x'.join(map(str, factors[s]))} voxels per token): global + local attention done")
+                         f"({'x'.join(map(str, factors[s]))} voxels per token): "
+                         f"{' + '.join(n for n in MIXES if getattr(b, f'{n}_mix', None) is not None)} attention done")
             if b is last:
                 raise _Stop
 

@@ -192,3 +192,12 @@ def test_a_network_without_stage_scan_blocks_is_refused():
     net = PlainConvUNet(1, 3, [4, 8, 16], nn.Conv3d, 3, [1, 2, 2], 2, 2, [2, 2], conv_bias=True)
     with pytest.raises(SSSError, match="no Stage-Scan blocks"):
         attention_maps(net, torch.randn(1, 1, 8, 8, 8), (1, 1, 1))
+
+
+def test_a_single_mix_ablation_gets_maps_for_the_mix_it_has():
+    net = tiny_net(2, "stage", mixes="local").float()
+    lines = []
+    maps = attention_maps(net, torch.randn(1, 1, *PATCH[2]), QUERY[2], progress=lines.append)
+    assert [m.mix for m in maps] == ["local"] * len(stage_blocks(net))
+    assert all(line.endswith(": local attention done") for line in lines)
+    assert all(m.weights.sum() == pytest.approx(1, abs=1e-5) for m in maps)
