@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("sss_nnunet.datasets.cli", "convert a raw dataset (synapse, acdc, brats, isic) to nnU-Net layout"),
     "evaluate": ("sss_nnunet.evaluation.cli", "Dice / HD95 tables for a prediction folder"),
     "compare": ("sss_nnunet.compare.cli", "train trainers with one budget, score them on the test cases, tabulate"),
+    "attention": ("sss_nnunet.attention.cli", "Bi-WKV attention maps of a query voxel for every Stage-Scan block"),
 }
 
 
