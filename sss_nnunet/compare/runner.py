@@ -109,37 +109,58 @@ def error_summary(log: Path, n: int = 3) -> str:
 
 
 class Progress:
-    """One line per event: run i/n, trainer, seed, step, elapsed, estimated remaining time."""
+    """One line per event: run i/n, trainer, seed, step, elapsed, estimated remaining time.
+
+    The estimate: the current training extrapolated from its finished epochs, plus the mean
+    prediction + evaluation time of finished runs, plus the mean wall time of finished runs for
+    each run still to come (skipped runs are not counted)."""
 
     def __init__(self, n_runs: int, epochs: int, print_fn: Callable[[str], None] = print):
         self.n_runs, self.epochs, self.print = n_runs, epochs, print_fn
         self.t0 = time.perf_counter()
         self.run_seconds: list[float] = []  # wall time of runs that trained
+        self.post_seconds: list[float] = []  # prediction + evaluation after a training
         self.run_index = 0
         self.run_t0 = self.t0
-        self.current_estimate: float | None = None
+        self.train_end: float | None = None
+        self.train_estimate: float | None = None
 
     def start_run(self) -> None:
         self.run_index += 1
         self.run_t0 = time.perf_counter()
-        self.current_estimate = None
+        self.train_end = self.train_estimate = None
+
+    def end_train(self) -> None:
+        self.train_end = time.perf_counter()
 
     def end_run(self, trained: bool) -> None:
+        now = time.perf_counter()
         if trained:
-            self.run_seconds.append(time.perf_counter() - self.run_t0)
+            self.run_seconds.append(now - self.run_t0)
+            if self.train_end is not None:
+                self.post_seconds.append(now - self.train_end)
 
     def epoch(self, done: int) -> None:
-        """``done`` epochs of the current training finished: extrapolate this run."""
-        spent = time.perf_counter() - self.run_t0
+        """``done`` epochs of the current training finished: extrapolate its training time."""
         if done > 0:
-            self.current_estimate = spent / done * self.epochs * 1.1  # + predict/evaluate
+            self.train_estimate = (time.perf_counter() - self.run_t0) / done * self.epochs
 
     def eta(self) -> str:
-        per_run = (sum(self.run_seconds) / len(self.run_seconds) if self.run_seconds else self.current_estimate)
+        now = time.perf_counter()
+        post = sum(self.post_seconds) / len(self.post_seconds) if self.post_seconds else 0.0
+        if self.train_end is not None:
+            current = max(0.0, post - (now - self.train_end))
+            this_run = self.train_end - self.run_t0 + post
+        elif self.train_estimate is not None:
+            current = max(0.0, self.train_estimate - (now - self.run_t0)) + post
+            this_run = self.train_estimate + post
+        else:
+            current, this_run = None, None
+        per_run = sum(self.run_seconds) / len(self.run_seconds) if self.run_seconds else this_run
         if per_run is None:
             return "ETA ?"
-        in_run = time.perf_counter() - self.run_t0
-        current = max(0.0, (self.current_estimate or per_run) - in_run)
+        if current is None:
+            current = max(0.0, per_run - (now - self.run_t0))
         return f"ETA ~{fmt_seconds(current + per_run * (self.n_runs - self.run_index))}"
 
     def say(self, trainer: str, seed: int, step: str) -> None:
@@ -261,6 +282,7 @@ class Comparison:
             if code != 0 or not stats_file.exists():
                 return self._failed(base, "train", log, code), trained
             base["train_wall_seconds"] = time.perf_counter() - t0
+        self.progress.end_train()
         stats = json.loads(stats_file.read_text())
 
         # 2. predict

@@ -129,3 +129,27 @@ def test_failure_message_is_the_real_exception_not_the_dataloader_follow_up(tmp_
     assert error_summary(log) == "RuntimeError: boom: this trainer always fails"
     log.write_text("no traceback\nKilled\n")
     assert error_summary(log) == "no traceback | Killed"
+
+
+def test_eta_extrapolates_the_training_and_counts_prediction(monkeypatch):
+    from sss_nnunet.compare import runner
+
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+    lines: list[str] = []
+    p = runner.Progress(n_runs=3, epochs=4, print_fn=lines.append)
+    p.start_run()
+    assert p.eta() == "ETA ?"
+    clock[0] = 10.0
+    p.epoch(1)  # 10 s per epoch -> 40 s of training; no prediction time known yet
+    assert p.eta() == "ETA ~1m50s"  # 30 s left + 2 runs x 40 s
+    clock[0] = 40.0
+    p.end_train()
+    clock[0] = 50.0
+    p.end_run(trained=True)  # the run took 50 s, 10 s of it prediction + evaluation
+    p.start_run()
+    clock[0] = 60.0
+    p.epoch(1)
+    assert p.eta() == "ETA ~1m30s"  # 30 s training + 10 s prediction left, then one run of 50 s
+    p.say("T", 0, "train epoch 2/4")
+    assert lines == ["[compare 2/3] T seed 0: train epoch 2/4 | elapsed 1m00s | ETA ~1m30s"]
