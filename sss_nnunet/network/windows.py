@@ -119,10 +119,17 @@ CACHE_STATS = {"misses": 0}  # tensors built (eager); tests check that repeated 
 def cached(key: tuple, build):
     """``DEVICE_CACHE[key]``, built once by ``build()`` (no host-to-device copy). Keys hold only
     ints, strings and tuples, so torch.compile guards on them cheaply. Traced under
-    torch.compile, a missing entry is built inside the graph and stored as the graph's output."""
+    torch.compile, a missing entry is built inside the graph and stored as the graph's output.
+    Entries are never inference tensors, even when first built under ``torch.inference_mode``."""
     value = DEVICE_CACHE.get(key)
     if value is None:
-        value = build()
+        if torch.is_inference_mode_enabled() and not torch.compiler.is_compiling():
+            # nnU-Net predicts under torch.inference_mode: an inference tensor in the cache would
+            # break every later forward that needs gradients ("cannot be saved for backward")
+            with torch.inference_mode(False):
+                value = build()
+        else:
+            value = build()
         DEVICE_CACHE[key] = value
         if not torch.compiler.is_compiling():
             CACHE_STATS["misses"] += 1

@@ -326,3 +326,17 @@ def test_whole_network_forward_and_backward_compile_without_graph_breaks(monkeyp
 def test_whole_network_compiles_with_the_default_bi_wkv_backend():
     torch.manual_seed(0)
     _compiled_fwd_bwd(small_net(3), torch.randn(1, 2, 16, 16, 16))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_training_after_prediction_under_inference_mode(dims):
+    """nnU-Net predicts under torch.inference_mode; scan indices cached there must still serve a
+    later training step in the same process (no inference tensors in the device cache)."""
+    DEVICE_CACHE.clear()
+    net = small_net(dims)
+    x = torch.randn(1, 2, *([16] * dims))
+    with torch.inference_mode():
+        net.eval()(x)
+    assert DEVICE_CACHE and not any(t.is_inference() for v in DEVICE_CACHE.values()
+                                    for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor))
+    check_outputs(net.train(), x, 4)
