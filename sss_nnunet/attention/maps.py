@@ -168,6 +168,28 @@ class _Stop(Exception):
     pass
 
 
+def _is_inference(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_inference()
+    if isinstance(value, (tuple, list)):
+        return any(_is_inference(v) for v in value)
+    return False
+
+
+def drop_inference_tensors() -> int:
+    """Forget network-cached tensors (scan indices, masks, grids) built under ``torch.inference_mode``
+    (e.g. by nnU-Net's predictor): autograd may not save them. They are rebuilt on the next forward."""
+    from sss_nnunet.network import windows
+
+    cache = getattr(windows, "DEVICE_CACHE", None)
+    if not isinstance(cache, dict):
+        return 0
+    stale = [k for k, v in cache.items() if _is_inference(v)]
+    for k in stale:
+        del cache[k]
+    return len(stale)
+
+
 def attention_maps(network: nn.Module, patch: torch.Tensor, query: Sequence[int],
                    stages: Sequence[int] | None = None,
                    progress: Callable[[str], None] | None = None) -> list[MixMap]:
@@ -195,6 +217,7 @@ def attention_maps(network: nn.Module, patch: torch.Tensor, query: Sequence[int]
             raise SSSError(f"--stages {unknown}: not a Stage-Scan stage of this model (it has {available})")
         blocks = [b for b in blocks if b[0] in set(stages)]
     factors = stage_factors(network, dims)
+    drop_inference_tensors()
     last = blocks[-1][2]
     grids: dict[int, tuple[int, ...]] = {}
     recorders: list[tuple[int, int, str, _Recorder, StageScanBlock]] = []

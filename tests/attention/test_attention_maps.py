@@ -201,3 +201,14 @@ def test_a_single_mix_ablation_gets_maps_for_the_mix_it_has():
     assert [m.mix for m in maps] == ["local"] * len(stage_blocks(net))
     assert all(line.endswith(": local attention done") for line in lines)
     assert all(m.weights.sum() == pytest.approx(1, abs=1e-5) for m in maps)
+
+
+def test_maps_after_an_inference_mode_forward():
+    """nnU-Net's predictor (--label) runs the network under torch.inference_mode; tensors the network caches
+    there must not break the attention forward that follows."""
+    net = tiny_net(3, "stage", pooled=True).float()
+    x = torch.randn(1, 1, 9, 13, 11)  # a shape no other test uses: its cached scan tensors are new
+    with torch.inference_mode():
+        net(x)
+    maps = attention_maps(net, x, (4, 6, 5))
+    assert all(m.weights.sum() == pytest.approx(1, abs=1e-5) for m in maps)
