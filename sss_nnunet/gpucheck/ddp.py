@@ -87,6 +87,9 @@ def _worker(rank: int, world: int, per_rank: int, dims: int, out_dir: str, backe
         shard = slice(rank * per_rank, (rank + 1) * per_rank)
         x, y = x[shard].to(device), y[shard].to(device)
         _step(model, opt, x, y)
+        missing = [n for n, p in net.named_parameters() if p.grad is None]
+        if missing:  # DDP itself would only raise at the next step
+            raise RuntimeError(f"rank {rank}: parameters that did not receive gradients: {missing[:5]}")
         if rank == 0:
             torch.save({n: p.grad.detach().cpu() for n, p in net.named_parameters()}, Path(out_dir) / "grads.pt")
         opt.step()
