@@ -123,7 +123,7 @@ def cached(key: tuple, build):
     Entries are never inference tensors, even when first built under ``torch.inference_mode``."""
     value = DEVICE_CACHE.get(key)
     if value is None:
-        if torch.is_inference_mode_enabled() and not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():
             # nnU-Net predicts under torch.inference_mode: an inference tensor in the cache would
             # break every later forward that needs gradients ("cannot be saved for backward")
             with torch.inference_mode(False):
