@@ -109,7 +109,9 @@ def stage_partition(spatial: tuple[int, ...], global_windows: int, local_windows
     """(global grid, local grid) of one stage; see ``_stage_partition`` (memoised in eager mode;
     traced directly under torch.compile, where it is plain integer arithmetic)."""
     fn = _stage_partition if torch.compiler.is_compiling() else _stage_partition_cached
-    return fn(tuple(spatial), int(global_windows), int(local_windows), int(min_tokens))
+    # int() specialises symbolic sizes under torch.compile's dynamic shapes: partitions are
+    # python integer choices (max with a key, loops), and a patch size is static in nnU-Net anyway
+    return fn(tuple(int(s) for s in spatial), int(global_windows), int(local_windows), int(min_tokens))
 
 
 DEVICE_CACHE: dict = {}  # (what, *shape/order ints, device str[, dtype str]) -> tensor(s) on that device
