@@ -29,11 +29,11 @@ def test_launch_config_fills_the_gpu_with_short_sequential_paths(B: int, T: int,
     if cfg.n_chunks == 1:
         assert cfg.chunk == T and not cfg.carry
     else:
-        assert cfg.chunk % 16 == 0 and cfg.chunk >= 16 and cfg.carry
+        assert cfg.chunk % 16 == 0 and cfg.chunk >= tk.MIN_CHUNK and cfg.carry
         # two-level carry: the chunk walk is at most ~2 sqrt(T) steps
         assert cfg.n_chunks <= 2 * math.sqrt(T) + 1
     # enough programs whenever the sqrt(T) floor and the minimal chunk allow it
-    floor_chunk = max(16, math.isqrt(T) // 2)
+    floor_chunk = max(tk.MIN_CHUNK, math.isqrt(T) // 2)
     best_possible = B * math.ceil(C / cfg.block_c) * math.ceil(T / floor_chunk)
     if T > tk.SPLIT_MIN_T:
         assert programs >= min(_target(), best_possible) // 2
