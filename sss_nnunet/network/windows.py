@@ -88,7 +88,10 @@ def _stage_partition(spatial: tuple[int, ...], global_windows: int, local_window
         w = max(1, w // 2)
         local = _window_grid(spatial, w)
     if local.n_windows == 1:
-        axis = max(range(len(spatial)), key=lambda a: spatial[a])
+        axis = 0  # the longest axis; a plain loop, as dynamo cannot trace max(key=) on symbolic sizes
+        for a in range(1, len(spatial)):
+            if spatial[a] > spatial[axis]:
+                axis = a
         if spatial[axis] > 1:
             counts = [1] * len(spatial)
             counts[axis] = 2
