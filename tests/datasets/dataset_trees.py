@@ -145,6 +145,19 @@ def assert_nothing_written(env: dict[str, Path]) -> None:
     assert leftovers == [], f"left behind: {leftovers}"
 
 
+def assert_convert_fails(convert, env: dict[str, Path], args, expected_file, *words) -> str:
+    """``convert(*args)`` exits 2 with one error line naming ``expected_file`` and ``words``, and
+    writes nothing; returns stderr."""
+    rc, out, err = convert(*map(str, args))
+    assert rc == 2, out
+    assert str(expected_file) in err, err
+    for w in words:
+        assert w in err, err
+    assert err.count("error:") == 1
+    assert_nothing_written(env)
+    return err
+
+
 def nnunet_splits(identifiers: list[str], group: Callable[[str], str] | None = None) -> list[dict]:
     """Independent reference for the converters' 5-fold CV: what ``nnUNetTrainer.do_split`` makes when
     there is no splits_final.json (nnU-Net's ``generate_crossval_split`` over the np.sort-ed identifiers,

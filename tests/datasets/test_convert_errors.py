@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from dataset_trees import (
     SPACING,
+    assert_convert_fails,
     assert_nothing_written,
     identifiers,
     image_array,
@@ -41,14 +42,7 @@ def lab(raw, n):
 
 
 def fails(convert, env, raw, expected_file, *words, args=()):
-    rc, out, err = convert("synapse", "--raw", raw, *args)
-    assert rc == 2, out
-    assert str(expected_file) in err, err
-    for w in words:
-        assert w in err, err
-    assert err.count("error:") == 1
-    assert_nothing_written(env)
-    return err
+    return assert_convert_fails(convert, env, ("synapse", "--raw", raw, *args), expected_file, *words)
 
 
 def test_missing_image_file(synapse, nnunet_env, convert):
