@@ -20,6 +20,29 @@ def instance_norm(dims: int) -> type[nn.Module]:
     return nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d
 
 
+class InstanceNormByGroups(nn.GroupNorm):
+    """``nn.InstanceNorm{2,3}d(C, eps, affine=...)`` computed as a group norm with one group per
+    channel: the same function (per sample and channel over the spatial axes, no running
+    statistics) and the same state-dict keys (weight, bias). Why: PyTorch's CPU instance norm
+    runs through batch norm on a reshaped copy; at 1x32x64x128x128 its forward takes 66 ms
+    against 44 ms here, and it is 3x slower again on channels-last maps (which the RWKV blocks
+    return). Input (B, C, *S)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = None, affine: bool = False,
+                 track_running_stats: bool = False, device=None, dtype=None):
+        if track_running_stats:
+            raise ValueError("InstanceNormByGroups has no running statistics (track_running_stats=True)")
+        super().__init__(num_features, num_features, eps=eps, affine=affine, device=device, dtype=dtype)
+
+
+def fast_norm(norm_op: type[nn.Module], norm_kwargs: dict | None) -> type[nn.Module]:
+    """``InstanceNormByGroups`` for nn.InstanceNorm2d/3d without running statistics (nnU-Net's
+    plans), any other norm_op unchanged."""
+    if norm_op in (nn.InstanceNorm2d, nn.InstanceNorm3d) and not (norm_kwargs or {}).get("track_running_stats"):
+        return InstanceNormByGroups
+    return norm_op
+
+
 def transposed_conv(dims: int) -> type[nn.Module]:
     return nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
 

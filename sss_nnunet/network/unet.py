@@ -10,9 +10,9 @@ dataset (anisotropic strides, non-cubic patches) builds directly.
   default, see ``conv.ResidualConvBlock``).
 - Encoder stages ``>= first_rwkv_stage``: conv with kernel = stride, an optional depthwise
   positional conv (``pos_embed``), then ``depths[s]`` Stage-Scan blocks.
-- Decoder, per stage: upsample (DySample or transposed conv), concatenate the skip, a 1x1
-  fusion conv-norm-act and ``decoder_depths[s]`` residual conv blocks (default one at EVERY
-  decoder level, as UNETR++); a 1x1 segmentation head on every decoder stage.
+- Decoder, per stage: upsample (DySample or transposed conv), add the skip (or concatenate
+  and fuse with a 1x1 conv-norm-act: ``skip``) and ``decoder_depths[s]`` residual conv
+  blocks (default one at EVERY decoder level, as UNETR++); a 1x1 segmentation head on every decoder stage.
 
 Deep supervision as nnU-Net expects: a list of logits, highest resolution first, one per
 decoder stage; a single tensor when ``decoder.deep_supervision`` is False.
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from sss_nnunet.network.conv import ConvNormAct, PositionConv, ResidualConvBlock, Upsample
-from sss_nnunet.network.ops import as_tuple, dims_of, instance_norm
+from sss_nnunet.network.ops import as_tuple, dims_of, fast_norm, instance_norm
 from sss_nnunet.network.rwkv import (
     MIXES,
     SCAN_MODES,
@@ -40,6 +40,7 @@ from sss_nnunet.network.rwkv import (
 )
 
 UPSAMPLERS = ("transposed", "dysample")
+SKIPS = ("add", "concat")
 # nnU-Net architecture keys (PlainConvUNet / ResidualEncoderUNet / ResidualUNet plans) that describe
 # nnU-Net's own conv blocks: accepted so that stock plans build, and not used.
 NNUNET_KEYS = frozenset({
@@ -58,21 +59,27 @@ def _per_stage(value, n: int, name: str) -> list:
 
 
 class Decoder(nn.Module):
-    """Upsample, fuse with the skip, conv block, head; ``deep_supervision`` as in nnU-Net."""
+    """Upsample, join the skip, conv blocks, head; ``deep_supervision`` as in nnU-Net.
+
+    ``skip``: ``add`` (up + skip, as UNETR++'s decoder: no extra map of 2C channels and no fusion
+    conv at full resolution) or ``concat`` (cat([up, skip]) then a 1x1 conv-norm-act to C).
+    """
 
     def __init__(self, features, kernels, strides, num_classes, dims, ops, upsampler, conv_block, depths,
-                 deep_supervision):
+                 deep_supervision, skip: str = "add"):
         super().__init__()
-        self.deep_supervision = deep_supervision
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
+        self.deep_supervision, self.skip = deep_supervision, skip
         n = len(features)
         conv_op = ops["conv_op"]
         self.ups, self.fuse, self.blocks, self.heads = (nn.ModuleList() for _ in range(4))
         for s in range(n - 2, -1, -1):  # deepest decoder stage first
             C = features[s]
             self.ups.append(Upsample(features[s + 1], C, strides[s + 1], dims, ops, upsampler))
-            self.fuse.append(ConvNormAct(conv_op, ops["norm_op"], ops["nonlin"], 2 * C, C, [1] * dims,
-                                         norm_kwargs=ops.get("norm_kwargs"),
-                                         nonlin_kwargs=ops.get("nonlin_kwargs")))
+            self.fuse.append(nn.Identity() if skip == "add" else ConvNormAct(
+                conv_op, ops["norm_op"], ops["nonlin"], 2 * C, C, [1] * dims,
+                norm_kwargs=ops.get("norm_kwargs"), nonlin_kwargs=ops.get("nonlin_kwargs")))
             self.blocks.append(nn.Sequential(*(ResidualConvBlock(C, kernels[s], ops, conv_block)
                                                for _ in range(depths[s]))))
             self.heads.append(conv_op(C, num_classes, 1))
@@ -93,7 +100,8 @@ class Decoder(nn.Module):
         outputs = []
         for i, skip in enumerate(reversed(skips[:-1])):
             x = self._match(self.ups[i](x), skip)
-            x = self.blocks[i](self.fuse[i](torch.cat([x, skip], 1)))
+            x = x + skip if self.skip == "add" else self.fuse[i](torch.cat([x, skip], 1))
+            x = self.blocks[i](x)
             if self.deep_supervision or i == len(self.ups) - 1:
                 outputs.append(self.heads[i](x))
         outputs = outputs[::-1]  # highest resolution first
@@ -107,7 +115,8 @@ class RWKVSSS(nn.Module):
         input_channels, num_classes, n_stages, features_per_stage, conv_op (nn.Conv2d or
         nn.Conv3d), kernel_sizes, strides (per stage; stage 0 usually 1), deep_supervision.
         norm_op / norm_op_kwargs / nonlin / nonlin_kwargs: for the conv blocks (default
-        InstanceNorm + LeakyReLU as in nnU-Net). nnU-Net's own block keys (``NNUNET_KEYS``:
+        InstanceNorm + LeakyReLU as in nnU-Net; instance norms are computed by
+        ``ops.InstanceNormByGroups``, the same function, faster on the CPU). nnU-Net's own block keys (``NNUNET_KEYS``:
         n_conv_per_stage, n_blocks_per_stage, conv_bias, dropout_op, ...) are accepted and
         unused; any other unknown key is an error naming it (a typo in the plans must not
         silently train another network).
@@ -145,6 +154,9 @@ class RWKVSSS(nn.Module):
             full-resolution map costs 2 x 28 GMAC, more than the whole 48 G budget; the separable
             block (depthwise k conv, norm, act, pointwise conv, norm, + x, act) costs ~2 GMAC there
             and keeps every level's capacity, so stage 0 keeps the plans' width.
+        skip: add (default, UNETR++'s decoder: upsampled map + skip, then the conv blocks) |
+            concat (concatenate, 1x1 conv-norm-act back to C). Measured reason for the default:
+            docs/results.md (ablation ``SSSTrainer_skipConcat``).
         stem_features: width of stage 0 (default: the plans' features_per_stage[0]).
 
     ``set_scan(mode)`` switches every SpatialMix's scan in place (weights untouched): raster or
@@ -179,6 +191,7 @@ class RWKVSSS(nn.Module):
         layer_scale: float | None = None,
         mlp_ratio: float = 4.0,
         conv_block: str = "separable",
+        skip: str = "add",
         stem_features: int | None = None,
         norm_op: type[nn.Module] | None = None,
         norm_op_kwargs: dict | None = None,
@@ -195,7 +208,8 @@ class RWKVSSS(nn.Module):
         n = n_stages
         for name, value, allowed in (("scan", scan, SCAN_MODES), ("shift", shift, SHIFT_MODES),
                                      ("upsampler", upsampler, UPSAMPLERS), ("scan_weights", scan_weights, SCAN_WEIGHTS),
-                                     ("mixes", mixes, MIXES), ("conv_block", conv_block, ("separable", "plain"))):
+                                     ("mixes", mixes, MIXES), ("conv_block", conv_block, ("separable", "plain")),
+                                     ("skip", skip, SKIPS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         features = [int(f) for f in _per_stage(features_per_stage, n, "features_per_stage")]
@@ -227,7 +241,8 @@ class RWKVSSS(nn.Module):
             wkv_pool = [1] * n
         for name, value in dict(depths=depths, decoder_depths=decoder_depths, wkv_pool=wkv_pool).items():
             _per_stage(value, n, name)
-        ops = dict(conv_op=conv_op, norm_op=norm_op or instance_norm(dims), norm_kwargs=norm_op_kwargs,
+        ops = dict(conv_op=conv_op, norm_op=fast_norm(norm_op or instance_norm(dims), norm_op_kwargs),
+                   norm_kwargs=norm_op_kwargs,
                    nonlin=nonlin or nn.LeakyReLU, nonlin_kwargs=nonlin_kwargs)
         orders, snake = scan_orders(scan, dims)
         n_blocks = sum(depths[first:])
@@ -237,7 +252,8 @@ class RWKVSSS(nn.Module):
                            decoder_depths=decoder_depths, global_windows=list(global_windows),
                            local_windows=list(local_windows), min_window_tokens=int(min_window_tokens), scan=scan,
                            scan_weights=scan_weights, shift=shift, mixes=mixes, wkv_pool=list(wkv_pool),
-                           pos_embed=pos_embed, upsampler=upsampler, conv_block=conv_block, mlp_ratio=mlp_ratio)
+                           pos_embed=pos_embed, upsampler=upsampler, conv_block=conv_block, skip=skip,
+                           mlp_ratio=mlp_ratio)
         self.encoder = nn.ModuleList()
         block_id = 0
         for s in range(n):
@@ -268,7 +284,7 @@ class RWKVSSS(nn.Module):
                 block_id += 1
             self.encoder.append(nn.Sequential(*layers))
         self.decoder = Decoder(features, kernels, strides_, num_classes, dims, ops, upsampler, conv_block,
-                               decoder_depths, deep_supervision)
+                               decoder_depths, deep_supervision, skip)
 
     def set_scan(self, mode: str) -> None:
         """Switch every SpatialMix's scan in place: raster | zigzag (one D-H-W order, the scan

@@ -38,9 +38,9 @@ NETWORK_CLASS = "sss_nnunet.network.RWKVSSS"
 REQUIRES_IMPORT = ("conv_op", "norm_op", "nonlin")
 MEMORY_KEY = "sss_memory_model"
 # RWKV-SSS arguments written into the plans (RWKVSSS.config names them after the network's defaults)
-RWKV_KEYS = ("first_rwkv_stage", "depths", "decoder_depths", "global_windows", "local_windows", "scan", "shift",
-             "pooled_wkv", "wkv_pool", "upsampler", "drop_path", "layer_scale", "mlp_ratio", "conv_block",
-             "stem_features")
+RWKV_KEYS = ("first_rwkv_stage", "depths", "decoder_depths", "global_windows", "local_windows", "min_window_tokens",
+             "scan", "scan_weights", "shift", "mixes", "pooled_wkv", "wkv_pool", "pos_embed", "upsampler", "skip",
+             "drop_path", "layer_scale", "mlp_ratio", "conv_block", "stem_features")
 
 
 def topology_kwargs(strides: Sequence[Sequence[int]], kernel_sizes: Sequence[Sequence[int]],

@@ -72,6 +72,12 @@ class SSSTrainer_transposedUp(SSSTrainer):
     network_overrides = {"upsampler": "transposed"}
 
 
+class SSSTrainer_skipConcat(SSSTrainer):
+    """Decoder joins the skip by concatenation and a 1x1 conv-norm-act (instead of adding it)."""
+
+    network_overrides = {"skip": "concat"}
+
+
 class SSSTrainer_scanWeightsStatic(SSSTrainer):
     """Stage-dependent learned scan weights without the input-dependent gate."""
 

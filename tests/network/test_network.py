@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sss_nnunet.network import MIXES, RWKVSSS, SCAN_MODES, SCAN_WEIGHTS, SHIFT_MODES, UPSAMPLERS
+from sss_nnunet.network import MIXES, RWKVSSS, SCAN_MODES, SCAN_WEIGHTS, SHIFT_MODES, SKIPS, UPSAMPLERS
 from sss_nnunet.network.rwkv import SpatialMix, StageScanBlock
 from sss_nnunet.network.windows import CACHE_STATS, DEVICE_CACHE
 
@@ -38,6 +38,25 @@ def test_every_scan_and_shift_trains(dims, scan, shift):
     net = small_net(dims, scan=scan, shift=shift)
     x = torch.randn(2, 2, *([16] * dims))
     check_outputs(net, x, 4)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("skip", SKIPS)
+def test_skip_join_add_or_concat(dims, skip):
+    net = small_net(dims, skip=skip)
+    x = torch.randn(2, 2, *([16] * dims))
+    check_outputs(net, x, 4)
+    fuse_params = sum(p.numel() for p in net.decoder.fuse.parameters())
+    assert (fuse_params == 0) == (skip == "add")
+    # the decoder's output depends on every skip: perturbing one encoder stage's output changes the logits
+    net.eval()
+    with torch.no_grad():
+        base = net(x)[0]
+        for stage in range(3):
+            handle = net.encoder[stage].register_forward_hook(lambda m, i, o: o + 1.0)
+            changed = net(x)[0]
+            handle.remove()
+            assert not torch.allclose(base, changed), f"stage {stage}'s skip does not reach the output"
 
 
 @pytest.mark.parametrize("upsampler", UPSAMPLERS)
@@ -169,6 +188,8 @@ def test_invalid_arguments_are_rejected():
         RWKVSSS(1, 2, 3, [8, 16, 32], nn.Conv1d, 3, [1, 2, 2])
     with pytest.raises(ValueError, match="one value per stage"):
         small_net(3, depths=[1, 1])
+    with pytest.raises(ValueError, match="skip must be one of"):
+        small_net(3, skip="sum")
 
 
 def _blocks(net) -> list[StageScanBlock]:
