@@ -200,6 +200,28 @@ def scan_and_inverse(grid: WindowGrid, order: tuple[int, ...], snake: bool, devi
     return cached(key, lambda: _build_scan(grid, tuple(order), snake, device))
 
 
+def _build_multi_scan(grid: WindowGrid, orders: tuple[tuple[int, ...], ...], snake: bool,
+                      device) -> tuple[torch.Tensor, torch.Tensor]:
+    scans = [scan_and_inverse(grid, order, snake, device) for order in orders]
+    n_tokens = grid.n_windows * grid.window_volume
+    index = torch.cat([idx.flatten() for idx, _ in scans])
+    inv = torch.stack([inv + d * n_tokens for d, (_, inv) in enumerate(scans)])
+    return index, inv
+
+
+def multi_scan(grid: WindowGrid, orders, snake: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every scan order of a mix at once, so one Bi-WKV call serves them all (cached per device).
+
+    Returns ``index`` (n_orders * N,) int64: the orders' gather indices one after the other
+    (``x[:, index]`` is (B, n_orders * N, C) = (B, n_orders, N, C) order-major), and ``inverse``
+    (n_orders, N): ``y[:, inverse]`` of the scanned results viewed as (B, n_orders * N, C) gives
+    (B, n_orders, N, C), each order back in map order. N = padded voxels of ``grid``.
+    """
+    orders = tuple(tuple(o) for o in orders)
+    key = ("multi_scan", grid.spatial, grid.counts, grid.sizes, orders, bool(snake), str(device))
+    return cached(key, lambda: _build_multi_scan(grid, orders, snake, device))
+
+
 def inverse(index: torch.Tensor) -> torch.Tensor:
     """The permutation that undoes ``flat[index.flatten()]``."""
     flat = index.flatten()
