@@ -19,7 +19,9 @@ from sss_nnunet.network.rwkv import (
 from sss_nnunet.network.windows import (
     CACHE_STATS,
     border_mask,
+    grid_from_counts,
     inverse,
+    multi_scan,
     scan_and_inverse,
     scan_index,
     stage_partition,
@@ -205,3 +207,53 @@ def test_direction_weights_partition_channels_and_follow_the_shares():
     uniform = axis_shares(scan_orders("stage", 3)[0], torch.full((1, 3), 1 / 3), (8, 8, 8), CPU)
     torch.testing.assert_close(uniform, torch.full((1, 3), 1 / 3))
     assert qshift4_shares((8, 8, 8), CPU).tolist() == [[0.0, 0.5, 0.5]]
+
+
+@pytest.mark.parametrize(("spatial", "counts"), [((6, 5, 4), (2, 1, 2)), ((7, 9), (3, 2)), ((4, 4, 4), (1, 1, 1))])
+@pytest.mark.parametrize("snake", [False, True])
+def test_multi_scan_is_every_single_scan_side_by_side(spatial, counts, snake):
+    grid = grid_from_counts(spatial, counts)
+    dims = len(spatial)
+    orders = [tuple(range(dims))[i:] + tuple(range(dims))[:i] for i in range(dims)]
+    index, inv = multi_scan(grid, orders, snake, "cpu")
+    n_tok = grid.n_windows * grid.window_volume
+    assert index.shape == (len(orders) * n_tok,) and inv.shape == (len(orders), n_tok)
+    x = torch.randn(2, n_tok, 3)
+    gathered = x[:, index].view(2, len(orders), n_tok, 3)
+    for d, order in enumerate(orders):
+        single = scan_index(grid, order, snake, "cpu").flatten()
+        assert torch.equal(gathered[:, d], x[:, single])
+    # the inverse puts every order's tokens back in map order
+    back = gathered.reshape(2, -1, 3)[:, inv]
+    for d in range(len(orders)):
+        assert torch.equal(back[:, d], x)
+    assert multi_scan(grid, orders, snake, "cpu")[0] is index  # cached
+
+
+@pytest.mark.parametrize("local", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_spatial_mix_one_call_equals_one_call_per_order(local, weighted):
+    from sss_nnunet.kernels import bi_wkv
+    from sss_nnunet.network.rwkv import SpatialMix, scan_orders
+
+    torch.manual_seed(0)
+    orders, snake = scan_orders("stage", 3)
+    mix = SpatialMix(5, 3, local=local, orders=orders, snake=snake).double()
+    grid = grid_from_counts((4, 6, 5), (2, 2, 2))  # windows of 2 x 3 x 3: padded to (4, 6, 6)
+    assert grid.padded == (4, 6, 6)
+    B, C = 2, 5
+    k, v = (torch.randn(B, 4 * 6 * 5, C, dtype=torch.float64) for _ in range(2))
+    weights = torch.softmax(torch.randn(B, 3, dtype=torch.float64), -1) if weighted else None
+    got = mix._wkv(k, v, grid, weights)
+    # reference: pad (keys of padding = PAD_KEY), one Bi-WKV call per order, unscan, weighted sum
+    kp = torch.nn.functional.pad(k.view(B, 4, 6, 5, C), [0, 0, 0, 1], value=-1.0e4).view(B, -1, C)
+    vp = torch.nn.functional.pad(v.view(B, 4, 6, 5, C), [0, 0, 0, 1]).view(B, -1, C)
+    T = grid.window_volume if local else grid.n_windows * grid.window_volume
+    want = 0
+    for d, order in enumerate(orders):
+        idx, inv = scan_and_inverse(grid, order, snake, "cpu")
+        ks, vs = kp[:, idx.flatten()].reshape(-1, T, C), vp[:, idx.flatten()].reshape(-1, T, C)
+        y = bi_wkv(mix.decay / T, mix.first / T, ks, vs).reshape(B, -1, C)[:, inv]
+        want = want + (y * weights[:, d, None, None] if weighted else y)
+    want = want.view(B, 4, 6, 6, C)[:, :, :, :5]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
