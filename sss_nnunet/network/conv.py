@@ -26,8 +26,9 @@ class _ChannelsLastOnCPU:
     """Runs the convolution in channels-last layout on the CPU and returns a contiguous map.
 
     PyTorch's CPU depthwise convolution in (B, C, *S) layout is slow, above all its backward
-    (measured at 2x32x24x24x64, 2 threads: forward+backward 313 ms against 86 ms in
-    channels-last, conversions included; benchmarks/bench_network.py). Same weights, same
+    (measured here on 2026-12-02 at 2x32x24x24x64, 2 threads, with a one-off timing of this
+    layer alone: forward+backward 313 ms against 86 ms in channels-last, conversions included;
+    the network-level effect is in docs/results.md, "Network cost"). Same weights, same
     result (up to float rounding), same state-dict keys; other devices run unchanged.
     """
 

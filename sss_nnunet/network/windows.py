@@ -113,7 +113,7 @@ def stage_partition(spatial: tuple[int, ...], global_windows: int, local_windows
     traced directly under torch.compile, where it is plain integer arithmetic)."""
     fn = _stage_partition if torch.compiler.is_compiling() else _stage_partition_cached
     # int() specialises symbolic sizes under torch.compile's dynamic shapes: partitions are
-    # python integer choices (max with a key, loops), and a patch size is static in nnU-Net anyway
+    # python integer choices (comparisons, loops), and a patch size is static in nnU-Net anyway
     return fn(tuple(int(s) for s in spatial), int(global_windows), int(local_windows), int(min_tokens))
 
 

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from sss_nnunet.kernels import bi_wkv
 from sss_nnunet.network.rwkv import (
+    PAD_KEY,
+    SpatialMix,
     axis_shares,
     direction_weights,
     directional_shift,
@@ -233,9 +236,6 @@ def test_multi_scan_is_every_single_scan_side_by_side(spatial, counts, snake):
 @pytest.mark.parametrize("local", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_spatial_mix_one_call_equals_one_call_per_order(local, weighted):
-    from sss_nnunet.kernels import bi_wkv
-    from sss_nnunet.network.rwkv import SpatialMix, scan_orders
-
     torch.manual_seed(0)
     orders, snake = scan_orders("stage", 3)
     mix = SpatialMix(5, 3, local=local, orders=orders, snake=snake).double()
@@ -246,7 +246,7 @@ def test_spatial_mix_one_call_equals_one_call_per_order(local, weighted):
     weights = torch.softmax(torch.randn(B, 3, dtype=torch.float64), -1) if weighted else None
     got = mix._wkv(k, v, grid, weights)
     # reference: pad (keys of padding = PAD_KEY), one Bi-WKV call per order, unscan, weighted sum
-    kp = torch.nn.functional.pad(k.view(B, 4, 6, 5, C), [0, 0, 0, 1], value=-1.0e4).view(B, -1, C)
+    kp = torch.nn.functional.pad(k.view(B, 4, 6, 5, C), [0, 0, 0, 1], value=PAD_KEY).view(B, -1, C)
     vp = torch.nn.functional.pad(v.view(B, 4, 6, 5, C), [0, 0, 0, 1]).view(B, -1, C)
     T = grid.window_volume if local else grid.n_windows * grid.window_volume
     want = 0
