@@ -1,6 +1,11 @@
 """RWKV-SSS against nnU-Net's PlainConvUNet and ResidualEncoderUNet (ResEnc M) on this CPU.
 
     python benchmarks/bench_network.py [--shape 64 128 128] [--classes 14] [--repeats 3]
+    python benchmarks/bench_network.py --models RWKV-SSS RWKV-SSS:globalOnly PlainConvUNet --counts-only
+
+``RWKV-SSS:NAME`` is the network of the ablation trainer ``SSSTrainer_NAME`` (its
+``network_overrides`` on the same topology); ``--counts-only`` skips the timings and the CPU peak
+(parameters, FLOPs and planner memory do not depend on what else runs on the machine).
 
 Prints, measured in one run with the same topology (6 stages, strides (1,1,1), (1,2,2), then
 (2,2,2) x4, features 32..320, kernel 3, deep supervision): parameters, FLOPs (below), CPU
@@ -72,10 +77,21 @@ NNUNET_COMMON = dict(
 )
 
 
+def ablation_overrides(name: str) -> dict:
+    """``network_overrides`` of ``SSSTrainer_<name>``; ValueError naming the known ones otherwise."""
+    from sss_nnunet.trainers import ABLATION_TRAINERS
+
+    known = {t.__name__.removeprefix("SSSTrainer_"): t.network_overrides for t in ABLATION_TRAINERS}
+    if name not in known:
+        raise ValueError(f"RWKV-SSS:{name}: no ablation trainer SSSTrainer_{name}; known: {', '.join(sorted(known))}")
+    return dict(known[name])
+
+
 def build(name: str, classes: int) -> nn.Module:
     n = len(FEATURES)
-    if name == "RWKV-SSS":
-        return RWKVSSS(1, classes, n, FEATURES, nn.Conv3d, [3] * n, STRIDES, deep_supervision=True)
+    if name == "RWKV-SSS" or name.startswith("RWKV-SSS:"):
+        overrides = ablation_overrides(name.split(":", 1)[1]) if ":" in name else {}
+        return RWKVSSS(1, classes, n, FEATURES, nn.Conv3d, [3] * n, STRIDES, deep_supervision=True, **overrides)
     if name == "PlainConvUNet":
         return PlainConvUNet(1, n, FEATURES, nn.Conv3d, 3, STRIDES, [2] * n, classes, [2] * (n - 1), **NNUNET_COMMON)
     if name == "ResEncUNet-M":  # nnU-Net's ResEnc M preset: (1, 3, 4, 6, 6, 6) blocks, 1 conv per decoder stage
@@ -155,6 +171,11 @@ def planner_memory_gib(model: nn.Module, shape, batch: int = 2) -> float:
     return estimate(model, 1, shape).training_bytes(batch) / 2**30
 
 
+def _num(value: float, width: int, digits: int) -> str:
+    """``value`` right-aligned in ``width`` characters; "-" where it was not measured (inf/nan)."""
+    return f"{value:>{width}.{digits}f}" if math.isfinite(value) else f"{'-':>{width}}"
+
+
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
     model.train()
     out = model(x)
@@ -167,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], help="D H W in voxels")
     ap.add_argument("--classes", type=int, default=14)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--models", nargs="+", default=["RWKV-SSS", "PlainConvUNet", "ResEncUNet-M"])
+    ap.add_argument("--models", nargs="+", default=["RWKV-SSS", "PlainConvUNet", "ResEncUNet-M"],
+                    help="RWKV-SSS, RWKV-SSS:<ablation> (e.g. RWKV-SSS:globalOnly), PlainConvUNet, ResEncUNet-M")
+    ap.add_argument("--counts-only", action="store_true", help="parameters, FLOPs and planner memory; no timings")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     x = torch.randn(1, 1, *args.shape)
@@ -183,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                       "categories": {k: v / 1e9 for k, v in sorted(cost.by_category.items()) if v}}
     for r in rows.values():
         r.update(fwd_s=float("inf"), fwd_bwd_s=float("inf"))
-    for _ in range(args.repeats):
+    for _ in range(0 if args.counts_only else args.repeats):
         for name, m in models.items():
             m.eval()
             with torch.no_grad():
@@ -194,25 +217,32 @@ def main(argv: list[str] | None = None) -> int:
             train_step(m, x)
             rows[name]["fwd_bwd_s"] = min(rows[name]["fwd_bwd_s"], time.perf_counter() - t0)
     for name, m in models.items():
-        rows[name]["peak_mb"] = peak_memory_mb(lambda: train_step(m, x))  # noqa: B023
+        rows[name]["peak_mb"] = float("nan") if args.counts_only else peak_memory_mb(lambda: train_step(m, x))  # noqa: B023
 
-    print(f"{'model':<15} {'params (M)':>10} {'GMAC':>7} {'Gother':>7} {'GFLOPs(MAC=1)':>13} {'GFLOPs(MAC=2)':>13} "
-          f"{'fwd (s)':>8} {'fwd+bwd (s)':>11} {'CPU peak (MB)':>13} {'planner mem B=2 (GiB)':>21}")
+    width = max(15, *map(len, rows))
+    print(f"{'model':<{width}} {'params (M)':>10} {'GMAC':>7} {'Gother':>7} {'GFLOPs(MAC=1)':>13} "
+          f"{'GFLOPs(MAC=2)':>13} {'fwd (s)':>8} "
+          f"{'fwd+bwd (s)':>11} {'CPU peak (MB)':>13} {'planner mem B=2 (GiB)':>21}")
     for name, r in rows.items():
-        print(f"{name:<15} {r['params_m']:>10.2f} {r['gmac']:>7.2f} {r['gother']:>7.2f} {r['gflops_mac1']:>13.2f} "
-              f"{r['gflops_mac2']:>13.2f} {r['fwd_s']:>8.2f} {r['fwd_bwd_s']:>11.2f} {r['peak_mb']:>13.0f} "
-              f"{r['mem_gib']:>21.2f}")
+        print(f"{name:<{width}} {r['params_m']:>10.2f} {r['gmac']:>7.2f} {r['gother']:>7.2f} "
+              f"{r['gflops_mac1']:>13.2f} {r['gflops_mac2']:>13.2f} {_num(r['fwd_s'], 8, 2)} "
+              f"{_num(r['fwd_bwd_s'], 11, 2)} {_num(r['peak_mb'], 13, 0)} {r['mem_gib']:>21.2f}")
     for name, r in rows.items():
         print(f"  {name} G by category: " + ", ".join(f"{k} {v:.2f}" for k, v in r["categories"].items()))
     ok = True
-    if "RWKV-SSS" in rows and "PlainConvUNet" in rows:
-        ours, plain = rows["RWKV-SSS"], rows["PlainConvUNet"]
-        print("\nRWKV-SSS / PlainConvUNet:  " + "  ".join(
-            f"{k} x{ours[k] / plain[k]:.2f}"
-            for k in ("params_m", "gflops_mac1", "fwd_s", "fwd_bwd_s", "peak_mb", "mem_gib")))
+    keys = ("params_m", "gflops_mac1", "mem_gib") if args.counts_only else (
+        "params_m", "gflops_mac1", "fwd_s", "fwd_bwd_s", "peak_mb", "mem_gib")
+    ours = rows.get("RWKV-SSS")
+    for name, r in rows.items():  # each ablation beside the default network
+        if ours is not None and name.startswith("RWKV-SSS:"):
+            print(f"{name} / RWKV-SSS:  " + "  ".join(f"{k} x{r[k] / ours[k]:.2f}" for k in keys))
+    if ours is not None and "PlainConvUNet" in rows:
+        plain = rows["PlainConvUNet"]
+        print("\nRWKV-SSS / PlainConvUNet:  " + "  ".join(f"{k} x{ours[k] / plain[k]:.2f}" for k in keys))
         checks = [("params <= 34.4 M", ours["params_m"] <= TARGETS["params_m"]),
-                  ("GFLOPs(MAC=1) <= 48", ours["gflops_mac1"] <= TARGETS["gflops_mac1"]),
-                  ("forward <= 1.0x PlainConvUNet", ours["fwd_s"] <= TARGETS["fwd_ratio"] * plain["fwd_s"])]
+                  ("GFLOPs(MAC=1) <= 48", ours["gflops_mac1"] <= TARGETS["gflops_mac1"])]
+        if not args.counts_only:
+            checks.append(("forward <= 1.0x PlainConvUNet", ours["fwd_s"] <= TARGETS["fwd_ratio"] * plain["fwd_s"]))
         for label, passed in checks:
             print(f"  {label}: {'ok' if passed else 'NOT MET'}")
             ok &= passed
