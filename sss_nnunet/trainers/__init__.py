@@ -10,6 +10,7 @@ from sss_nnunet.trainers.variants import (
     SSSTrainer_5epochs,
     SSSTrainer_50epochs,
     SSSTrainer_250epochs,
+    SSSTrainer_bothMixes,
     SSSTrainer_demo,
     SSSTrainer_firstRWKV1,
     SSSTrainer_globalOnly,
@@ -33,7 +34,7 @@ TRAINERS = [
     SSSTrainer_tiny, SSSTrainer_scanRaster, SSSTrainer_scanZigzag, SSSTrainer_shiftNone, SSSTrainer_shiftQShift4,
     SSSTrainer_noPooledWKV, SSSTrainer_transposedUp, SSSTrainer_scanWeightsStatic, SSSTrainer_scanWeightsUniform,
     SSSTrainer_globalOnly, SSSTrainer_localOnly, SSSTrainer_firstRWKV1, SSSTrainer_posEmbed, SSSTrainer_VRWKV,
-    SSSTrainer_skipConcat,
+    SSSTrainer_skipConcat, SSSTrainer_bothMixes,
 ]
 ABLATION_TRAINERS = [t for t in TRAINERS if t.network_overrides]
 __all__ = [t.__name__ for t in TRAINERS] + ["ABLATION_TRAINERS", "TRAINERS", "network_kwargs_from_plans"]

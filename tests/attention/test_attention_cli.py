@@ -43,7 +43,7 @@ def test_maps_are_written_in_the_input_geometry(results, tmp_path, capsys, trans
     assert "stage 2:" in printed and "stage 3:" in printed and "query voxel (7, 15, 14)" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["query"]["image"] == [7, 15, 14]
-    assert len(summary["maps"]) == 8  # SSSTrainer on 4 stages: 2 blocks at stages 2 and 3, two mixes each
+    assert len(summary["maps"]) == 4  # SSSTrainer on 4 stages: 2 blocks at stages 2 and 3, one (global) mix each
     padded = shape[0] < 16
     for m in summary["maps"]:
         name = f"stage{m['stage']}b{m['block']}_{m['mix']}"
@@ -112,7 +112,7 @@ def test_2d_configuration_and_label_query(results, tmp_path, capsys):
     rc = cli.main(["attention", "-d", DATASET, "-tr", "SSSTrainer_tiny", "-c", "2d", "-f", "0", "-device", "cpu",
                    "-i", str(image), "--voxel", "9", "15", "14", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    a = sitk.ReadImage(str(out / "attention_stage2b0_local.nii.gz"))
+    a = sitk.ReadImage(str(out / "attention_stage2b0_global.nii.gz"))
     assert same_geometry(a, ref)
     arr = sitk.GetArrayFromImage(a)
     assert arr.sum() == pytest.approx(1, abs=1e-3)

@@ -18,6 +18,7 @@ def tiny_net(dims: int, scan: str = "raster", pooled: bool = False, **kw) -> RWK
     conv = nn.Conv3d if dims == 3 else nn.Conv2d
     kw.setdefault("global_windows", [0, 3, 2])
     kw.setdefault("local_windows", [0, 3, 2])
+    kw.setdefault("mixes", "both")  # the maps of both mix kinds are tested
     torch.manual_seed(0)
     net = RWKVSSS(1, 2, 3, [4, 8, 16], conv, 3, [1, 2, 2], first_rwkv_stage=1, scan=scan, pooled_wkv=pooled,
                   wkv_pool=[1, 2, 1] if pooled else None, **kw)

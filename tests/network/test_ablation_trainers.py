@@ -90,7 +90,7 @@ def test_every_ablation_switch_has_a_trainer():
     for name in ("SSSTrainer_globalOnly", "SSSTrainer_localOnly", "SSSTrainer_scanWeightsUniform",
                  "SSSTrainer_scanWeightsStatic", "SSSTrainer_firstRWKV1", "SSSTrainer_VRWKV", "SSSTrainer_scanRaster",
                  "SSSTrainer_scanZigzag", "SSSTrainer_shiftNone", "SSSTrainer_shiftQShift4", "SSSTrainer_noPooledWKV",
-                 "SSSTrainer_transposedUp", "SSSTrainer_posEmbed", "SSSTrainer_skipConcat"):
+                 "SSSTrainer_transposedUp", "SSSTrainer_posEmbed", "SSSTrainer_skipConcat", "SSSTrainer_bothMixes"):
         assert name in names
     assert not any("__" in n for n in names)
 

@@ -256,7 +256,7 @@ def test_every_new_switch_in_2d_3d_and_anisotropic(shape, strides, option):
 
 
 def test_deepest_local_partition_differs_from_the_global_one():
-    net = RWKVSSS(1, 2, 5, [8, 16, 16, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2, 2])
+    net = RWKVSSS(1, 2, 5, [8, 16, 16, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2, 2], mixes="both")
     deepest = _blocks(net)[-1]
     _, glob, local, shift_window = deepest.partition((4, 4, 4))
     assert glob.n_windows == 1 and local.n_windows > 1 and glob.counts != local.counts
@@ -361,3 +361,11 @@ def test_training_after_prediction_under_inference_mode(dims):
     assert DEVICE_CACHE and not any(t.is_inference() for v in DEVICE_CACHE.values()
                                     for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor))
     check_outputs(net.train(), x, 4)
+
+
+def test_default_block_has_the_global_mix_only_and_both_adds_the_local_one():
+    """``mixes`` default is "global" (chosen by docs/results.md's ablations); "both" is the paper's block."""
+    default = _blocks(RWKVSSS(1, 2, 4, [4, 8, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2]))
+    both = _blocks(RWKVSSS(1, 2, 4, [4, 8, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2], mixes="both"))
+    assert default and all(b.global_mix is not None and b.local_mix is None for b in default)
+    assert both and all(b.global_mix is not None and b.local_mix is not None for b in both)
