@@ -169,11 +169,11 @@ def bar_plot(rows: list[dict], classes: list[tuple[str, str]], title: str, path:
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=9)
-    if shown:
-        ax.legend(fontsize=7, loc="lower left")
+    if shown:  # beside the axes: inside, it hides the bars of the first groups once there are many trainers
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def curves_plot(rows: list[dict], title: str, path: Path) -> None:
