@@ -122,7 +122,8 @@ class RWKVSSS(nn.Module):
         silently train another network).
     Args (RWKV-SSS; each has a default, each ablation is one argument):
         first_rwkv_stage: first encoder stage made of Stage-Scan blocks (default min(2, n-1));
-            1 is affordable because pooled WKV shrinks that stage's sequences (``wkv_pool``).
+            1 is affordable because pooled WKV shrinks that stage's sequences (``wkv_pool``), but
+            measured lower on the context set at 1.48x the training memory (``SSSTrainer_firstRWKV1``).
         depths: blocks per encoder stage: residual conv blocks before ``first_rwkv_stage``
             (default 1), Stage-Scan blocks from there (default 2 at the two deepest stages, 1
             elsewhere).
@@ -137,7 +138,8 @@ class RWKVSSS(nn.Module):
             32 in 3D: a 4x4 / 4x4x2 neighbourhood; smaller windows hardly differ from the shift).
         scan: raster | zigzag | stage (default: the dims cyclic snake orders, weighted per sample).
         scan_weights: dynamic (gate on pooled features + per-stage bias, default) | static
-            (per-stage learned bias only) | uniform (equal, fixed: not stage-dependent).
+            (per-stage learned bias only) | uniform (equal, fixed: not stage-dependent). Measured:
+            static ties dynamic at the same cost (the paper's gate stays), uniform is lower.
         shift: none | qshift4 | stage (every axis both ways, shares from the weighted scan).
         mixes: global (default) | both | local: the spatial mixes of a Stage-Scan block. global: one
             window-major Bi-WKV mix on the stage's ``global_windows`` partition; both: the paper's
@@ -148,8 +150,8 @@ class RWKVSSS(nn.Module):
         wkv_pool: k/v pooling factor per stage (default 2^(3-s) at RWKV stage s, at least 1:
             4 at stage 1, 2 at stage 2, then 1); ``pooled_wkv=False`` sets all to 1.
         pos_embed: residual depthwise-conv position signal at the start of every RWKV stage
-            (default off: not yet measured to help; the direction-aware shift and the conv
-            skips already carry position).
+            (default off: measured lower on both comparison sets, docs/results.md,
+            ``SSSTrainer_posEmbed``; the direction-aware shift and the conv skips carry position).
         upsampler: transposed | dysample.
         drop_path: maximal stochastic-depth rate (linear over RWKV blocks).
         layer_scale: initial layer-scale value, or None for no layer scale.
