@@ -3,23 +3,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
+from tests.common.bench_scripts import load_benchmark
 from tests.kernels.wkv_cases import Case, errors, make_inputs, reference
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_bi_wkv.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_bi_wkv", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_bi_wkv")
 
 
 @pytest.mark.parametrize("case", [Case(2, 300, 5, w_max=0.5, k_max=3.0), Case(1, 257, 4, w_max=8 / 257),

@@ -3,22 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from sss_nnunet.trainers import SSSTrainer_bothMixes, SSSTrainer_scanWeightsStatic
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_network.py"
+from tests.common.bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_network", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_network")
 
 
 def test_ablation_names_map_to_their_trainers_overrides(bench):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,16 +9,12 @@ from sss_nnunet.datasets.specs import SYNAPSE8
 from sss_nnunet.evaluation.evaluate import evaluate_pairs
 from sss_nnunet.evaluation.protocols import PAPER, STRICT
 from sss_nnunet.evaluation.tasks import task_from_spec
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_metrics.py"
+from tests.common.bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_metrics", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_metrics")
 
 
 def test_generator(bench):
