@@ -153,7 +153,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     others = [p.name for p in Path(raw_root).glob(f"Dataset{dataset_id:03d}_*") if p != target]
     if others:
-        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another --id")
+        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another id with -d ID")
     t1, gm, wm = load_template(files, spacing)
     with atomic_directory(target, overwrite=overwrite) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):

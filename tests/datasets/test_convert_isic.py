@@ -290,7 +290,7 @@ def test_plan_train_predict_evaluate_with_the_stock_cli(tmp_path):
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-4000:]}"
         return res.stdout + res.stderr
 
-    run(["sss-nnunet", "convert", "isic2016", "--raw", str(raw), "--resize", "32x48", "--workers", "1"])
+    run(["sss-nnunet", "convert", "isic2016", "--raw", str(raw), "--resize", "32x48", "-np", "1"])
     folder = tmp_path / "raw" / "Dataset806_ISIC2016"
     run(["nnUNetv2_plan_and_preprocess", "-d", "806", "-c", "2d", "-np", "2", "-npfp", "2",
          "--verify_dataset_integrity"])
