@@ -8,7 +8,6 @@ old option spellings registered with ``cli_args.deprecate`` keep working, help i
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import sys
