@@ -15,8 +15,8 @@ A subcommand module uses it like this::
         cli_args.add_device(parser)
         cli_args.deprecate(parser, "--device", "-device")   # old spelling: still parsed, one stderr line
 
-``deprecate`` needs a parser of :class:`ArgumentParser` (the ``sss-nnunet`` dispatcher makes every
-subcommand parser one); old spellings are rewritten before argparse sees them, so a required option
+The ``sss-nnunet`` dispatcher makes every subcommand parser an :class:`ArgumentParser` (``deprecate``
+turns a plain argparse parser into one); old spellings are rewritten before argparse sees them, so a required option
 given under its old name still counts as given. Help output is plain text: RST double backticks in a
 module docstring used as description are removed when the help is printed.
 """
@@ -83,9 +83,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def deprecate(parser: argparse.ArgumentParser, old: str, new: str) -> None:
-    """Keep accepting the option spelling ``old`` for the existing option ``new`` (not shown in --help)."""
+    """Keep accepting the option spelling ``old`` for the existing option ``new`` (not shown in --help).
+    A plain ``argparse.ArgumentParser`` is turned into one of this module's (same state, new class)."""
     if not isinstance(parser, ArgumentParser):
-        raise TypeError(f"deprecate({old!r}) needs a sss_nnunet.cli_args.ArgumentParser, got {type(parser).__name__}")
+        cls = type(parser)
+        parser.__class__ = ArgumentParser if cls is argparse.ArgumentParser else type(
+            f"Deprecating{cls.__name__}", (ArgumentParser, cls), {})
+        parser.deprecated = {}
     if new not in parser._option_string_actions:
         raise ValueError(f"deprecate({old!r}): the parser has no option {new!r}")
     parser.deprecated[old] = new

@@ -62,8 +62,8 @@ def source_files(raw: Path | None) -> dict[str, Path]:
     """The three source files in ``raw`` (default: the installed nilearn); ``SSSError`` naming what is missing."""
     folder = raw if raw is not None else nilearn_data_dir()
     if folder is None:
-        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: pip install nilearn, "
-                       "or pass --raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
+        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: install it with "
+                       "pip install '.[datasets]' in the sss-nnunet folder (or pip install nilearn), or pass --raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
     files = {k: Path(folder) / name for k, name in FILES.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:

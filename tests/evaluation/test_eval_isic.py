@@ -232,5 +232,5 @@ def test_evaluation_script_needs_the_dataset(tmp_path):
     assert result.returncode == 2 and "give the dataset first" in result.stderr
     assert run_script(tmp_path, "--help").returncode == 0
     help_text = run_script(tmp_path, "isic2017", "--help").stdout
-    assert "--config NAME     nnU-Net configuration (default: 2d)" in help_text
+    assert "-c CONFIG         nnU-Net configuration (default: 2d)" in help_text
     assert "SSSPlans after 'sss-nnunet plan'" in help_text  # no command substitution in the help
