@@ -63,7 +63,8 @@ def source_files(raw: Path | None) -> dict[str, Path]:
     folder = raw if raw is not None else nilearn_data_dir()
     if folder is None:
         raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: install it with "
-                       "pip install '.[datasets]' in the sss-nnunet folder (or pip install nilearn), or pass --raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
+                       "pip install '.[datasets]' in the sss-nnunet folder (or pip install nilearn), or pass "
+                       "--raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
     files = {k: Path(folder) / name for k, name in FILES.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
