@@ -1,6 +1,6 @@
 # Shared code of run_evaluation_{synapse,acdc,brats}.sh -- sourced, not run.
 #
-# The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate --dataset` key),
+# The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate -d` key),
 # EVAL_DATASET_ID (default nnU-Net id) and EVAL_TITLE, optionally EVAL_CONFIG (default
 # configuration, 3d_fullres) and EVAL_USAGE_ARG (words after the script name in the usage line),
 # then calls `sss_eval_main "$@"`.

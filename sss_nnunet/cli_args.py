@@ -117,10 +117,10 @@ def positive_int(text: str) -> int:
 
 
 def add_dataset(parser: argparse.ArgumentParser, several: bool = False, required: bool = True,
-                help: str | None = None, **kwargs) -> argparse.Action:
+                help: str | None = None, dest: str = "dataset", **kwargs) -> argparse.Action:
     """``-d``: dataset id(s) or name(s) (``801``, ``Dataset801_Synapse8``, ``Synapse8``), dest ``dataset``."""
     what = "one or several dataset ids or names" if several else "dataset id or name"
-    return parser.add_argument("-d", dest="dataset", nargs="+" if several else None, required=required,
+    return parser.add_argument("-d", dest=dest, nargs="+" if several else None, required=required,
                                metavar="DATASET", help=help or f"{what} (e.g. 801 or Dataset801_Synapse8)",
                                **kwargs)
 
@@ -142,10 +142,10 @@ def add_fold(parser: argparse.ArgumentParser, default: str | None = "0", help: s
 
 
 def add_trainer(parser: argparse.ArgumentParser, default: str | None = None, several: bool = False,
-                help: str | None = None) -> argparse.Action:
+                help: str | None = None, dest: str = "trainer") -> argparse.Action:
     """``-tr``: nnU-Net trainer class name(s), dest ``trainer``."""
     text = help or ("trainer class" + (f" (default: {default})" if default else ", e.g. SSSTrainer"))
-    return parser.add_argument("-tr", dest="trainer", nargs="+" if several else None, default=default,
+    return parser.add_argument("-tr", dest=dest, nargs="+" if several else None, default=default,
                                required=default is None, metavar="TRAINER", help=text)
 
 
@@ -155,9 +155,9 @@ def add_plans(parser: argparse.ArgumentParser, default: str = "nnUNetPlans") -> 
                                help=f"plans identifier (default: {default}; SSSPlans after sss-nnunet plan)")
 
 
-def add_device(parser: argparse.ArgumentParser, default: str | None = None) -> argparse.Action:
+def add_device(parser: argparse.ArgumentParser, default: str | None = None, help: str | None = None) -> argparse.Action:
     """``-device``: cuda or cpu, dest ``device``; ``None`` means cuda if available, else cpu."""
-    text = f"default: {default}" if default else "default: cuda if available, else cpu"
+    text = help or (f"default: {default}" if default else "default: cuda if available, else cpu")
     return parser.add_argument("-device", dest="device", default=default, choices=DEVICES, help=text)
 
 
