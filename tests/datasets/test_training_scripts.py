@@ -149,7 +149,7 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     env["nnUNet_def_n_proc"] = "1"
     raw = raw_tree("synapse")
 
-    result = run("run_training_synapse.sh", "--raw", str(raw), "--np", "1", env=env)
+    result = run("run_training_synapse.sh", "--raw", str(raw), "-np", "1", "-npfp", "1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert log.read_text().splitlines() == ["801 3d_fullres 0 -tr SSSTrainer"]
     train = sorted(paper_splits()["synapse"]["train_18"])
