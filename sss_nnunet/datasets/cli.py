@@ -14,7 +14,7 @@ from sss_nnunet.errors import SSSError
 
 DATASETS = ("synapse", "btcv", "acdc", "brats", "brats2021", "isic2016", "isic2017", "isic2018")
 ISIC = ("isic2016", "isic2017", "isic2018")
-BUILT_IN = {"demo": 990, "context": 991, "mni152": 992}  # no download; default ids
+BUILT_IN = {"demo": 990, "context": 991, "mni152": 992, "context2d": 993}  # no download; default ids
 
 
 DESCRIPTION = """\
@@ -35,6 +35,7 @@ Built in (no download), with held-out test cases for sss-nnunet compare:
   demo       990 SSSDemo: the synthetic CT set of sss-nnunet demo
   context    991 SSSContext: synthetic long-range context (a blob's class is decided by a marker
              45-60 mm away)
+  context2d  993 SSSContext2D: the same rule on 256 x 256 pixel 2D images (several scan windows per RWKV stage)
   mni152     992 MNI152Tissue: grey/white matter from the real ICBM152 MR template shipped by
              nilearn (pip install '.[datasets]'; --raw DIR only to read the template elsewhere)"""
 
@@ -71,10 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(VM-UNet) or 512 (Zig-RiR); default: keep the original sizes")
     built_in = parser.add_argument_group("built-in datasets (" + ", ".join(BUILT_IN) + ")")
     built_in.add_argument("--train-cases", type=int, metavar="N", help="training cases (default: demo 20, "
-                          "context 40, mni152 20)")
+                          "context and context2d 40, mni152 20)")
     built_in.add_argument("--test-cases", type=int, metavar="N",
-                          help="held-out test cases in imagesTs/labelsTs (default: demo 6, context 10, "
-                          "mni152 5)")
+                          help="held-out test cases in imagesTs/labelsTs (default: demo 6, context and "
+                          "context2d 10, mni152 5)")
     built_in.add_argument("--spacing", type=float, default=4.0, metavar="MM",
                           help="mni152 only: voxel size in mm (default: 4)")
     cli_args.deprecate(parser, "--id", "--dataset_id")

@@ -237,6 +237,12 @@ def _context_case(seed: int, index: int, subset: str = "Tr") -> SyntheticCase:
     return make_context_case(seed, index, subset)
 
 
+def _context2d_case(seed: int, index: int, subset: str = "Tr") -> SyntheticCase:
+    from sss_nnunet.datasets.synthetic_context import make_context2d_case
+
+    return make_context2d_case(seed, index, subset)
+
+
 # kind -> folder name, generator, channel, labels, description
 KINDS: dict[str, dict] = {
     "ct": {"name": DATASET_NAME, "make_case": make_case, "channel": "CT", "labels": LABELS,
@@ -245,6 +251,10 @@ KINDS: dict[str, dict] = {
                 "labels": {"background": 0, "blob_shell": 1, "blob_solid": 2},
                 "description": "sss-nnunet long-range-context set: the blobs' class is decided by a marker "
                                "45-60 mm away (hollow shell -> 1, solid ball -> 2)"},
+    "context2d": {"name": "SSSContext2D", "make_case": _context2d_case, "channel": "MR",
+                  "labels": {"background": 0, "blob_shell": 1, "blob_solid": 2},
+                  "description": "sss-nnunet 2D long-range-context set (256 x 256 px, one slice): the blobs' class "
+                                 "is decided by a marker 140-200 px away (hollow shell -> 1, solid disc -> 2)"},
 }
 
 

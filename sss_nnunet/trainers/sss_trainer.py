@@ -16,7 +16,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from sss_nnunet.network import RWKVSSS
-from sss_nnunet.trainers.schedule import WarmupCosineLR
+from sss_nnunet.trainers.recipes import adamw_warmup_cosine
 
 _CUDA = torch.device("cuda")  # nnU-Net's default device
 
@@ -98,16 +98,9 @@ class SSSTrainer(nnUNetTrainer):
                        deep_supervision=enable_deep_supervision, **kwargs)
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.network.parameters():
-            if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.initial_lr, betas=(0.9, 0.999),
-        )
-        warmup = max(1, round(self.warmup_fraction * self.num_epochs))
-        return optimizer, WarmupCosineLR(optimizer, self.initial_lr, self.num_epochs, warmup)
+        """The ``sss`` recipe of :mod:`sss_nnunet.trainers.recipes` with this trainer's learning rate."""
+        return adamw_warmup_cosine(self.network, self.num_epochs, self.initial_lr, self.weight_decay,
+                                   self.warmup_fraction)
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written to a hidden temporary file in the same folder and renamed over
