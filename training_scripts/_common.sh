@@ -3,7 +3,7 @@
 # A script declares its dataset with `sss_dataset KEY ID NAME DESCRIPTION`, optionally a
 # second one behind a flag with `sss_variant FLAG KEY ID NAME DESCRIPTION`, then calls
 # `sss_main "$@"`, which runs, with the stock nnU-Net v2 command line:
-#   1. sss-nnunet convert KEY --raw PATH --id ID    (only if $nnUNet_raw/DatasetID_NAME is missing)
+#   1. sss-nnunet convert KEY --raw PATH -d ID      (only if $nnUNet_raw/DatasetID_NAME is missing)
 #   2. nnUNetv2_plan_and_preprocess -d ID -c CONFIG --verify_dataset_integrity --clean
 #                                                   (only if the plans or the preprocessed data are
 #                                                    missing or older than the raw dataset.json)
@@ -34,27 +34,33 @@ sss_usage() {
     [[ -n $SSS_VARIANT_FLAG ]] && variant="
   $(printf '%-16s' "$SSS_VARIANT_FLAG")${SSS_VARIANT[3]} (Dataset$(printf %03d "${SSS_VARIANT[1]}")_${SSS_VARIANT[2]})"
     cat <<EOF
-usage: $SSS_SCRIPT${SSS_USAGE_ARG:+ $SSS_USAGE_ARG} [FOLD] [--raw PATH] [--trainer NAME] [--config NAME] [--id N] [--np N]${SSS_VARIANT_FLAG:+ [$SSS_VARIANT_FLAG]} [--dry-run] [-- TRAIN_ARGS...]
+usage: $SSS_SCRIPT${SSS_USAGE_ARG:+ $SSS_USAGE_ARG} [-f FOLD] [--raw PATH] [-tr TRAINER] [-c CONFIG] [-d ID] [-np N] [-npfp N] [-device D]${SSS_VARIANT_FLAG:+ [$SSS_VARIANT_FLAG]} [--dry-run] [-- TRAIN_ARGS...]
 
 $SSS_DESCRIPTION (Dataset$(printf %03d "$SSS_ID")_$SSS_NAME):
 convert the raw download (if not converted yet), plan and preprocess with nnU-Net
 (if not done yet), then train with the stock nnUNetv2_train.
 
-  FOLD            fold to train, 0-4 (default 0; fold 0 is the paper's train/val split),
+  -f FOLD         fold to train, 0-4 (default 0; fold 0 is the paper's train/val split),
                   or 'all' to train folds 0..4 one after another
   --raw PATH      the raw download; needed only when the dataset is not converted yet
-  --trainer NAME  nnU-Net trainer class (default SSSTrainer)
-  --config NAME   nnU-Net configuration (default $SSS_DEFAULT_CONFIG)
-  --id N          nnU-Net dataset id (default $SSS_ID)
-  --np N          processes for conversion and preprocessing (default: the tools' own)$variant
+  -tr TRAINER     nnU-Net trainer class (default SSSTrainer)
+  -c CONFIG       nnU-Net configuration (default $SSS_DEFAULT_CONFIG)
+  -d ID           nnU-Net dataset id (default $SSS_ID)
+  -np N           processes for conversion and preprocessing (default: the tools' own)
+  -npfp N         processes for the dataset fingerprint (default: nnU-Net's)
+  -device D       nnUNetv2_train -device: cuda, cpu or mps (default: nnU-Net's)$variant
   --dry-run       print the commands instead of running them
   -h, --help      show this help
-  -- ARGS         passed on to nnUNetv2_train (e.g. -- -device cpu --npz)
+  -- ARGS         passed on to nnUNetv2_train (e.g. -- --npz)
 $SSS_EXTRA_USAGE
+Old spellings still work, with a warning: FOLD as a plain argument, --trainer, --config, --id, --np.
 Needs the environment variables nnUNet_raw, nnUNet_preprocessed, nnUNet_results, and
 nnUNet_extTrainer pointing at the sss_nnunet trainers for trainers outside nnU-Net.
 EOF
 }
+
+# One line on stderr for an old option spelling: sss_deprecated OLD NEW
+sss_deprecated() { echo "$SSS_SCRIPT: warning: $1 is deprecated, use $2" >&2; }
 
 # Print (dry run) or run one command.
 sss_run() {
@@ -87,17 +93,23 @@ sss_check_env() {
 }
 
 sss_main() {
-    local fold=0 raw="" trainer=SSSTrainer config=$SSS_DEFAULT_CONFIG id="" np="" variant=0
+    local fold=0 raw="" trainer=SSSTrainer config=$SSS_DEFAULT_CONFIG id="" np="" npfp="" device="" variant=0
     local -a train_args=()
     SSS_DRY_RUN=0
     while (($#)); do
+        case $1 in  # old spellings -> new ones
+            --trainer) sss_deprecated "$1" -tr; set -- -tr "${@:2}" ;;
+            --config) sss_deprecated "$1" -c; set -- -c "${@:2}" ;;
+            --id) sss_deprecated "$1" -d; set -- -d "${@:2}" ;;
+            --np) sss_deprecated "$1" "-np N -npfp N"; (($# >= 2)) && npfp=$2; set -- -np "${@:2}" ;;
+        esac
         case $1 in
             -h|--help) sss_usage; exit 0 ;;
-            --raw|--trainer|--config|--id|--np)
+            --raw|-tr|-c|-d|-np|-npfp|-f|-device)
                 (($# >= 2)) || sss_die "$1 needs a value"
                 case $1 in
-                    --raw) raw=$2 ;; --trainer) trainer=$2 ;; --config) config=$2 ;;
-                    --id) id=$2 ;; --np) np=$2 ;;
+                    --raw) raw=$2 ;; -tr) trainer=$2 ;; -c) config=$2 ;; -d) id=$2 ;;
+                    -np) np=$2 ;; -npfp) npfp=$2 ;; -f) fold=$2 ;; -device) device=$2 ;;
                 esac
                 shift 2 ;;
             --dry-run) SSS_DRY_RUN=1; shift ;;
@@ -108,16 +120,18 @@ sss_main() {
                 else
                     sss_die "unknown option $1 (see --help)"
                 fi ;;
-            *) fold=$1; shift ;;
+            *) sss_deprecated "FOLD as a plain argument" "-f $1"; fold=$1; shift ;;
         esac
     done
+    [[ -z $device ]] || train_args=(-device "$device" "${train_args[@]}")
     if ((variant)); then
         SSS_KEY=${SSS_VARIANT[0]} SSS_ID=${SSS_VARIANT[1]} SSS_NAME=${SSS_VARIANT[2]}
     fi
     id=${id:-$SSS_ID}
-    [[ $id =~ ^[0-9]+$ ]] && ((10#$id >= 1 && 10#$id <= 999)) || sss_die "--id must be 1..999, got '$id'"
+    [[ $id =~ ^[0-9]+$ ]] && ((10#$id >= 1 && 10#$id <= 999)) || sss_die "-d must be 1..999, got '$id'"
     id=$((10#$id))
-    [[ -z $np || $np =~ ^[1-9][0-9]*$ ]] || sss_die "--np must be a positive number, got '$np'"
+    [[ -z $np || $np =~ ^[1-9][0-9]*$ ]] || sss_die "-np must be a positive number, got '$np'"
+    [[ -z $npfp || $npfp =~ ^[1-9][0-9]*$ ]] || sss_die "-npfp must be a positive number, got '$npfp'"
     local -a folds
     if [[ $fold == all ]]; then
         folds=(0 1 2 3 4)
@@ -151,7 +165,7 @@ sss_main() {
         sss_note "$raw_dataset exists, not converting"
     else
         [[ -n $raw ]] || sss_die "$raw_dataset does not exist yet: give the raw download with --raw PATH"
-        sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" --id "$id" ${np:+--workers "$np"} "${SSS_CONVERT_ARGS[@]}"
+        sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" -d "$id" ${np:+-np "$np"} "${SSS_CONVERT_ARGS[@]}"
         converted=1
         if ((!SSS_DRY_RUN)) && [[ ! -d $raw_dataset ]]; then
             sss_die "the conversion did not produce $raw_dataset: is --raw the right download?"
@@ -168,7 +182,7 @@ sss_main() {
     done
     if ((need_plan)); then
         sss_run nnUNetv2_plan_and_preprocess -d "$id" -c "${configs[@]}" --verify_dataset_integrity --clean \
-            ${np:+-np "$np"} ${np:+-npfp "$np"}
+            ${np:+-np "$np"} ${npfp:+-npfp "$npfp"}
     else
         sss_note "$preprocessed is planned and preprocessed for ${configs[*]}, not planning"
     fi

@@ -62,8 +62,9 @@ def source_files(raw: Path | None) -> dict[str, Path]:
     """The three source files in ``raw`` (default: the installed nilearn); ``SSSError`` naming what is missing."""
     folder = raw if raw is not None else nilearn_data_dir()
     if folder is None:
-        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: pip install nilearn, "
-                       "or pass --raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
+        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: install it with "
+                       "pip install '.[datasets]' in the sss-nnunet folder (or pip install nilearn), or pass "
+                       "--raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
     files = {k: Path(folder) / name for k, name in FILES.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
@@ -153,7 +154,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     others = [p.name for p in Path(raw_root).glob(f"Dataset{dataset_id:03d}_*") if p != target]
     if others:
-        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another --id")
+        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another id with -d ID")
     t1, gm, wm = load_template(files, spacing)
     with atomic_directory(target, overwrite=overwrite) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):

@@ -227,7 +227,7 @@ def _check_id_free(spec: DatasetSpec, *bases: Path) -> None:
         for other in sorted(base.glob(f"Dataset{spec.dataset_id:03d}_*")):
             if other.name != spec.folder_name:
                 raise SSSError(f"{other} already uses dataset id {spec.dataset_id}; "
-                               f"choose another id with --id")
+                               f"choose another id with -d ID")
 
 
 def _load(path: Path) -> object:

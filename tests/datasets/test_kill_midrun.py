@@ -42,7 +42,7 @@ def _convert_killed(raw: Path, env: dict, *extra: str) -> None:
         return any(len(list((p / "imagesTr").glob("*.nii.gz"))) >= 3 for p in _partials(raw_base, NAME))
 
     argv = python_with_delay("sss_nnunet.datasets.writer", "convert_case", 0.3)
-    argv += ["convert", "synapse", "--raw", str(raw), "--workers", "1", *extra]
+    argv += ["convert", "synapse", "--raw", str(raw), "-np", "1", *extra]
     assert kill_when(argv, env, half_converted, timeout=600), "convert ended before the kill point"
 
 
@@ -58,7 +58,7 @@ def test_convert_killed_mid_run(raw_tree, nnunet_env):
 
     # the next run converts the whole dataset
     import subprocess
-    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "-np", "1"), env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(list((raw_base / NAME / "imagesTr").glob("*.nii.gz"))) == 18
@@ -68,7 +68,7 @@ def test_convert_killed_mid_run(raw_tree, nnunet_env):
 def test_convert_overwrite_killed_mid_run_keeps_the_old_dataset_and_split(raw_tree, nnunet_env):
     raw, env = raw_tree("synapse"), dict(os.environ)
     import subprocess
-    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "-np", "1"), env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     folder = nnunet_env["nnUNet_raw"] / NAME
@@ -103,8 +103,8 @@ def test_evaluate_killed_mid_run(tmp_path, phase):
     pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "evaluation"
     _label_maps(pred, 8, 0)
     _label_maps(gt, 8, 1)
-    args = ["evaluate", "--pred", pred, "--gt", gt, "--dataset", "synapse", "--protocol", "strict",
-            "--out", out, "--workers", "1"]
+    args = ["evaluate", "--pred", pred, "--gt", gt, "-d", "synapse", "--protocol", "strict",
+            "--out", out, "-np", "1"]
     import subprocess
     res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -43,7 +43,7 @@ def test_dry_run_prints_convert_plan_train(script, flag, key, env):
     result = run(script, *args, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"sss-nnunet convert {key} --raw /data/raw\\ download --id {spec.dataset_id}",
+        f"sss-nnunet convert {key} --raw /data/raw\\ download -d {spec.dataset_id}",
         f"nnUNetv2_plan_and_preprocess -d {spec.dataset_id} -c 3d_fullres --verify_dataset_integrity --clean",
         f"nnUNetv2_train {spec.dataset_id} 3d_fullres 0 -tr SSSTrainer",
     ]
@@ -51,13 +51,32 @@ def test_dry_run_prints_convert_plan_train(script, flag, key, env):
 
 
 def test_all_folds_options_and_passthrough(env):
+    result = run("run_training_acdc.sh", "-f", "all", "--dry-run", "--raw", "/r", "-tr", "nnUNetTrainer",
+                 "-c", "2d", "-d", "42", "-np", "3", "-npfp", "1", "-device", "cpu", "--", "--npz", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "sss-nnunet convert acdc --raw /r -d 42 -np 3",
+        "nnUNetv2_plan_and_preprocess -d 42 -c 2d --verify_dataset_integrity --clean -np 3 -npfp 1",
+    ] + [f"nnUNetv2_train 42 2d {f} -tr nnUNetTrainer -device cpu --npz" for f in range(5)]
+    assert "deprecated" not in result.stderr
+
+
+def test_old_spellings_still_work_with_one_line_each(env):
     result = run("run_training_acdc.sh", "all", "--dry-run", "--raw", "/r", "--trainer", "nnUNetTrainer",
                  "--config", "2d", "--id", "42", "--np", "3", "--", "-device", "cpu", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "sss-nnunet convert acdc --raw /r --id 42 --workers 3",
+        "sss-nnunet convert acdc --raw /r -d 42 -np 3",
         "nnUNetv2_plan_and_preprocess -d 42 -c 2d --verify_dataset_integrity --clean -np 3 -npfp 3",
     ] + [f"nnUNetv2_train 42 2d {f} -tr nnUNetTrainer -device cpu" for f in range(5)]
+    notices = [line for line in result.stderr.splitlines() if "deprecated" in line]
+    assert notices == [
+        "run_training_acdc.sh: warning: FOLD as a plain argument is deprecated, use -f all",
+        "run_training_acdc.sh: warning: --trainer is deprecated, use -tr",
+        "run_training_acdc.sh: warning: --config is deprecated, use -c",
+        "run_training_acdc.sh: warning: --id is deprecated, use -d",
+        "run_training_acdc.sh: warning: --np is deprecated, use -np N -npfp N",
+    ]
 
 
 def test_existing_dataset_is_not_converted_or_replanned(env):
@@ -65,7 +84,7 @@ def test_existing_dataset_is_not_converted_or_replanned(env):
     raw = Path(env["nnUNet_raw"]) / folder
     raw.mkdir(parents=True)
     (raw / "dataset.json").write_text("{}")
-    result = run("run_training_synapse.sh", "2", "--dry-run", env=env)  # no --raw needed
+    result = run("run_training_synapse.sh", "-f", "2", "--dry-run", env=env)  # no --raw needed
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
         "nnUNetv2_plan_and_preprocess", "nnUNetv2_train"]
@@ -76,7 +95,7 @@ def test_existing_dataset_is_not_converted_or_replanned(env):
     (pre / "nnUNetPlans.json").write_text("{}")
     later = time.time() + 5
     os.utime(pre / "nnUNetPlans.json", (later, later))
-    result = run("run_training_synapse.sh", "2", "--dry-run", env=env)
+    result = run("run_training_synapse.sh", "-f", "2", "--dry-run", env=env)
     assert result.stdout.splitlines() == ["nnUNetv2_train 801 3d_fullres 2 -tr SSSTrainer"]
 
 
@@ -92,7 +111,8 @@ def test_missing_environment_variables(env):
 def test_missing_raw_and_bad_arguments(env):
     result = run("run_training_acdc.sh", "--dry-run", env=env)
     assert result.returncode == 2 and "--raw PATH" in result.stderr and "Dataset803_ACDC" in result.stderr
-    for bad in (["five"], ["--bogus"], ["--btcv13"], ["--id", "1000"], ["--raw"]):
+    for bad in (["-f", "five"], ["five"], ["--bogus"], ["--btcv13"], ["-d", "1000"], ["--id", "1000"], ["--raw"],
+                ["-np", "0"], ["-npfp", "x"], ["-tr"]):
         result = run("run_training_acdc.sh", "--dry-run", "--raw", "/r", *bad, env=env)
         assert result.returncode == 2, bad
         assert result.stdout == "", bad
@@ -129,7 +149,7 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     env["nnUNet_def_n_proc"] = "1"
     raw = raw_tree("synapse")
 
-    result = run("run_training_synapse.sh", "--raw", str(raw), "--np", "1", env=env)
+    result = run("run_training_synapse.sh", "--raw", str(raw), "-np", "1", "-npfp", "1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert log.read_text().splitlines() == ["801 3d_fullres 0 -tr SSSTrainer"]
     train = sorted(paper_splits()["synapse"]["train_18"])

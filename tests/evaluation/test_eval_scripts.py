@@ -75,7 +75,7 @@ def test_dry_run_defaults(key, tmp_path):
         str(out),
         "--gt",
         f"{raw}/labelsTs",
-        "--dataset",
+        "-d",
         key,
         "--protocol",
         "paper",
@@ -94,17 +94,17 @@ def test_dry_run_options(tmp_path):
         "synapse",
         "--dry-run",
         "--ensemble",
-        "--trainer",
+        "-tr",
         "MyTrainer",
-        "--config",
+        "-c",
         "2d",
-        "--plans",
+        "-p",
         "nnUNetPlans",
         "--protocol",
         "strict",
-        "--device",
+        "-device",
         "cpu",
-        "--workers",
+        "-np",
         "3",
         "--",
         "-npp",
@@ -124,15 +124,20 @@ def test_dry_run_options(tmp_path):
     assert predict[predict.index("-o") + 1].endswith(
         "MyTrainer__nnUNetPlans__2d/predictions_imagesTs_ensemble"
     )
-    assert evaluate[evaluate.index("--protocol") + 1] == "strict" and evaluate[-2:] == ["--workers", "3"]
+    assert evaluate[evaluate.index("--protocol") + 1] == "strict" and evaluate[-2:] == ["-np", "3"]
     assert evaluate[evaluate.index("--method-name") + 1] == "MyTrainer ensemble"
     assert show[1].endswith("predictions_imagesTs_ensemble/evaluation_strict/table.md")
     assert "nnUNet_extTrainer" not in result.stderr
 
-    result = run("acdc", "--dry-run", "--fold", "3", "--output", str(tmp_path / "p"), env=env)
-    predict, evaluate, _ = commands(result.stdout)
-    assert predict[predict.index("-f") + 1 : predict.index("-chk")] == ["3"]
-    assert predict[predict.index("-o") + 1] == str(tmp_path / "p")
+    for args in (["-f", "3", "-o", str(tmp_path / "p")], ["--fold", "3", "--output", str(tmp_path / "p")]):
+        result = run("acdc", "--dry-run", *args, env=env)
+        predict, evaluate, _ = commands(result.stdout)
+        assert predict[predict.index("-f") + 1 : predict.index("-chk")] == ["3"]
+        assert predict[predict.index("-o") + 1] == str(tmp_path / "p")
+        notices = [line for line in result.stderr.splitlines() if "deprecated" in line]
+        assert notices == ([] if args[0] == "-f" else [
+            "run_evaluation_acdc.sh: warning: --fold is deprecated, use -f",
+            "run_evaluation_acdc.sh: warning: --output is deprecated, use -o"])
 
 
 def test_help_and_errors(tmp_path):
