@@ -395,8 +395,8 @@ class Comparison:
         log = rdir / "evaluate.log"
         self.progress.say(trainer, seed, "evaluate (sss-nnunet evaluate, strict)")
         code = run_logged(["sss-nnunet", "evaluate", "--pred", str(pred), "--gt", str(s.raw / "labelsTs"),
-                           "--dataset", str(s.dataset_id), "--protocol", "strict", "--out", str(evaluation),
-                           "--overwrite", "--workers", "2", "--quiet", "--method-name", row.label], env, log)
+                           "-d", str(s.dataset_id), "--protocol", "strict", "--out", str(evaluation),
+                           "--overwrite", "-np", "2", "--quiet", "--method-name", row.label], env, log)
         if code != 0:
             return self._failed(base, "evaluate", log, code), trained
         record = {**base, "status": "ok", "stats": stats, "predict": json.loads(pred_info.read_text()),
