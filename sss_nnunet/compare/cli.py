@@ -1,7 +1,6 @@
 """``sss-nnunet compare``: several trainers, one budget, the same held-out test cases, one table.
 
-    sss-nnunet compare -d 990 -tr nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer \
-        --recipe sss --iterations 300 --seeds 0 1 2
+    sss-nnunet compare -d 990 -tr nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer --recipe sss
 
 Trains every trainer in turn with the stock nnUNetv2_train (any trainer nnU-Net can find:
 nnU-Net's, ours, a user's through nnUNet_extTrainer) under the same budget: the same number of
