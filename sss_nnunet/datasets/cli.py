@@ -5,7 +5,9 @@ Datasets (ids and names in ``specs.py``): ``synapse`` (801, 8 organs, 18/12 pape
 (804 MSD Task01, or BraTS 2021 when the folder has that layout), ``brats2021`` (805),
 ``isic2016`` (806, official 900/379 split), ``isic2017`` (807) and ``isic2018`` (808): 2D RGB
 PNGs, VM-UNet's 7:3 split (seeded; ``--seed``, or ``--split FILE``), ``--resize 256`` as VM-UNet.
-Also writes ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``.
+Also writes ``$nnUNet_preprocessed/DatasetNNN_Name/splits_final.json``. A ``$nnUNet_raw`` or
+``$nnUNet_preprocessed`` folder that does not exist is created (with a notice) when its parent exists; a
+missing parent is an error. Every image is fully decoded and checked before anything is written.
 
 Built-in datasets (no download), with held-out test cases in imagesTs/labelsTs for
 ``sss-nnunet compare``: ``demo`` (990) writes the synthetic CT set of ``sss-nnunet demo``;
@@ -44,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nnU-Net dataset id (default: the one in specs.py, e.g. 801 for synapse)")
     parser.add_argument("--btcv13", action="store_true",
                         help="synapse only: the 13-organ BTCV dataset for 5-fold CV (same as 'btcv')")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing converted dataset")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset folder that sss-nnunet convert wrote (never one holding --raw "
+                             "or files it did not write)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="convert the cases that are there and report the missing ones")
     parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
@@ -75,9 +79,9 @@ def run_built_in(args: argparse.Namespace) -> int:
 
     if args.raw is not None and args.dataset != "mni152":
         raise SSSError(f"'{args.dataset}' is generated: it takes no --raw")
-    raw_root = os.environ.get("nnUNet_raw")
-    if not raw_root:
-        raise SSSError("nnUNet_raw is not set (the dataset is written to $nnUNet_raw/DatasetNNN_Name)")
+    from sss_nnunet.io import nnunet_folder
+
+    raw_root = nnunet_folder("nnUNet_raw")
     dataset_id = args.dataset_id if args.dataset_id is not None else BUILT_IN[args.dataset]
     seed = 0 if args.seed is None else args.seed
     if args.dataset == "mni152":
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             raise SSSError(f"{', '.join(given)} only apply to the ISIC datasets ({', '.join(ISIC)})")
         conversion = converters[key](args.raw)
     report = write_dataset(conversion, dataset_id=args.dataset_id, overwrite=args.overwrite,
-                           allow_missing=args.allow_missing, workers=args.workers)
+                           allow_missing=args.allow_missing, workers=args.workers,
+                           inputs=(args.raw, getattr(args, "split", None)))
     print(report.summary())
     return 0

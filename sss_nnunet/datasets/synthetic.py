@@ -210,7 +210,9 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     jobs = [("Tr", f"train_{i:03d}", i) for i in range(num_train)] + [("Ts", f"test_{i:03d}", i)
                                                                       for i in range(num_test)]
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    from sss_nnunet.datasets.writer import OWNER, is_raw_dataset
+
+    with atomic_directory(target, overwrite=overwrite, owner=OWNER, legacy=is_raw_dataset) as tmp:
         for sub in ("Tr", "Ts"):
             (tmp / f"images{sub}").mkdir()
             (tmp / f"labels{sub}").mkdir()

@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if args.num_processes is not None and args.num_processes < 1:
         raise SSSError(f"-np must be >= 1, got {args.num_processes}")
     raw = _env_folder("nnUNet_raw", must_exist=True)
-    preprocessed = _env_folder("nnUNet_preprocessed", must_exist=False)
+    from sss_nnunet.io import nnunet_folder
+
+    preprocessed = nnunet_folder("nnUNet_preprocessed")  # created, with a notice, when only it is missing
     folder = find_raw_dataset(raw, args.dataset_id)
 
     from nnunetv2.configuration import default_num_processes

@@ -20,6 +20,7 @@ from sss_nnunet.cli import main
 from sss_nnunet.evaluation import isic
 from sss_nnunet.evaluation.published import published_entry
 from sss_nnunet.evaluation.tasks import resolve_task
+from sss_nnunet.io import OWNER_FILE
 
 
 def evaluate(*args) -> int:
@@ -118,7 +119,7 @@ def test_cli_outputs(folders, capsys):
     pred, gt, arrays = folders
     assert evaluate("--pred", pred, "--gt", gt, "--dataset", "isic2017", "--quiet") == 0
     out = pred / "evaluation_paper"
-    assert sorted(p.name for p in out.iterdir()) == sorted(isic.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*isic.OUTPUT_FILES, OWNER_FILE))
     summary = json.loads((out / "summary.json").read_text())
     ref = vmunet_reference([p for p, _ in arrays], [g for _, g in arrays])
     assert summary["pooled"] == pytest.approx(ref)
