@@ -17,7 +17,7 @@ nnUNetv2_predict, evaluate it against labelsTs with 'sss-nnunet evaluate', print
 
 Options:
   --trainer NAME    trainer class (default: SSSTrainer)
-  --fold F          fold whose checkpoint predicts (default: 0)
+  --fold F          fold whose checkpoint predicts: 0-4 or all (nnU-Net's fold_all; default: 0)
   --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
   --config NAME     nnU-Net configuration (default: ${EVAL_CONFIG:-3d_fullres})
   --plans NAME      plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after 'sss-nnunet plan')
@@ -31,8 +31,8 @@ Options:
   --dry-run         print the commands instead of running them
   -h, --help        show this help
 
-Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set, and, for our
-trainers, nnUNet_extTrainer (see README).
+Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set. Everything cheap (the fold,
+the trainer name, the variables, the dataset and model folders) is checked before predicting.
 EOF
 }
 
@@ -91,9 +91,21 @@ sss_check_model() {
             if [[ "$DRY_RUN" == 1 ]]; then echo "# warning: $msg" >&2; else sss_die "$msg"; fi
         fi
     done
-    if [[ "$TRAINER" != nnUNetTrainer* && -z "${nnUNet_extTrainer:-}" ]]; then
-        echo "# warning: nnUNet_extTrainer is not set: nnUNetv2_predict only finds built-in trainers" >&2
-    fi
+}
+
+# The python that runs sss-nnunet (the environment it is installed in), else python3.
+sss_python() {
+    local cli
+    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
+    echo python3
+}
+
+sss_check_trainer() {
+    local py message
+    py=$(sss_python)
+    "$py" -c "import sss_nnunet" 2>/dev/null ||
+        sss_die "cannot check --trainer $TRAINER: $py cannot import sss_nnunet (activate the environment it is installed in)"
+    message=$("$py" -m sss_nnunet.trainer_names "$TRAINER" 2>&1) || sss_die "--trainer: $message"
 }
 
 sss_eval_main() {
@@ -121,7 +133,7 @@ sss_eval_main() {
     done
     [[ "$PROTOCOL" == paper || "$PROTOCOL" == strict ]] || sss_die "--protocol must be paper or strict"
     [[ "$DATASET_ID" =~ ^[0-9]{1,3}$ ]] || sss_die "--dataset must be a numeric nnU-Net id, got '$DATASET_ID'"
-    [[ "$FOLD" =~ ^[0-9]+$ || "$FOLD" == all ]] || sss_die "--fold must be a number or 'all', got '$FOLD'"
+    [[ "$FOLD" =~ ^[0-4]$ || "$FOLD" == all ]] || sss_die "--fold must be 0, 1, 2, 3, 4 or 'all', got '$FOLD'"
     local label
     if [[ "$ENSEMBLE" == 1 ]]; then
         FOLDS=(0 1 2 3 4) label=ensemble
@@ -130,6 +142,7 @@ sss_eval_main() {
     fi
 
     sss_check_env
+    sss_check_trainer
     sss_find_dataset
     sss_check_model
     if [[ "$DRY_RUN" != 1 ]]; then
