@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -203,6 +204,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "evaluation_scripts" / "run_evalu
 
 def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for var in ("raw", "preprocessed", "results"):
         env[f"nnUNet_{var}"] = str(tmp_path / var)
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
