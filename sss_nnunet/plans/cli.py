@@ -96,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_processes is not None and args.num_processes < 1:
         raise SSSError(f"-np must be >= 1, got {args.num_processes}")
     raw = _env_folder("nnUNet_raw", must_exist=True)
-    from sss_nnunet.io import nnunet_folder
-
-    preprocessed = nnunet_folder("nnUNet_preprocessed")  # created, with a notice, when only it is missing
+    preprocessed = _env_folder("nnUNet_preprocessed", must_exist=False)
     folder = find_raw_dataset(raw, args.dataset_id)
 
     from nnunetv2.configuration import default_num_processes
@@ -119,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
             verify_dataset_integrity(str(folder), n_proc)
         except (AssertionError, RuntimeError, FileNotFoundError) as e:
             raise SSSError(f"{name} failed nnU-Net's integrity check: {e}") from e
+    from sss_nnunet.io import nnunet_folder
+
+    nnunet_folder("nnUNet_preprocessed")  # created here, with a notice, when only it is missing (a typo is an error)
     fingerprint = preprocessed / name / "dataset_fingerprint.json"
     if fingerprint.is_file():
         _header(f"dataset fingerprint: using {fingerprint}")
