@@ -143,6 +143,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
     """``raw_root/DatasetNNN_MNI152Tissue`` in nnU-Net raw layout (imagesTs/labelsTs = test cases); returns it."""
     import SimpleITK as sitk
 
+    from sss_nnunet.images import sitk_filename
     from sss_nnunet.io import atomic_directory, atomic_write_json, check_output_dir
 
     if num_train < 2 or num_test < 1:
@@ -172,7 +173,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
                                 (label, tmp / f"labels{subset}" / f"{name}{FILE_ENDING}")):
                 img = sitk.GetImageFromArray(array)
                 img.SetSpacing((spacing,) * 3)
-                sitk.WriteImage(img, str(path), useCompression=True)
+                sitk.WriteImage(img, sitk_filename(path), useCompression=True)
         atomic_write_json(tmp / "dataset.json", {
             "channel_names": {"0": "T1"}, "labels": LABELS, "numTraining": num_train, "file_ending": FILE_ENDING,
             "name": target.name, "numTest": num_test,

@@ -29,6 +29,7 @@ from sss_nnunet.datasets.common import FILE_ENDING, Case, LabelMap, convert_case
 from sss_nnunet.datasets.specs import DatasetSpec
 from sss_nnunet.datasets.splits import Split, check_splits
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import sitk_filename
 from sss_nnunet.io import atomic_directory, atomic_write_json, check_output_dir, nnunet_folder, remove_stale
 from sss_nnunet.pools import run_in_pool
 
@@ -145,6 +146,8 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     _check_id_free(spec, raw_base, pre_base)
     if target.exists() and not overwrite:
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
+    if conv.convert is None:
+        sitk_filename(target)  # SimpleITK writes the NIfTI files: a name that is not UTF-8 would abort it
     owned = {"overwrite": overwrite, "owner": OWNER, "legacy": is_raw_dataset, "inputs": inputs}
     check_output_dir(target, **owned)
     remove_stale(pre_base, f"{spec.folder_name}.splits_final")

@@ -194,3 +194,13 @@ def test_nnunet_raw_with_a_missing_parent_is_an_error(synapse, nnunet_env, conve
     rc, _, err = convert("synapse", "--raw", synapse)
     assert rc == 2 and err.count("error:") == 1 and "does not exist" in err and "typo" in err, err
     assert not typo.parent.exists()
+
+
+def test_non_utf8_nnunet_raw_is_one_line(synapse, nnunet_env, tmp_path):
+    """SimpleITK would abort writing the labels there: refused first, in one line."""
+    env = dict(os.environ)
+    env["nnUNet_raw"] = os.fsdecode(bytes(tmp_path) + b"/r\xe9sultats")
+    cli = Path(sys.executable).parent / "sss-nnunet"
+    res = subprocess.run([str(cli), "convert", "synapse", "--raw", str(synapse), "--workers", "1"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and res.stderr.count("error:") == 1 and "not valid UTF-8" in res.stderr, res.stderr
