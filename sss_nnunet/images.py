@@ -158,7 +158,7 @@ def _read_gzip_nifti(path: Path) -> sitk.Image:
         from sss_nnunet.io import remove_stale
 
         with contextlib.suppress(SSSError):
-            remove_stale(Path(tempfile.gettempdir()), DECODE_PREFIX.lstrip("."), quiet=True)
+            remove_stale(Path(tempfile.gettempdir()), DECODE_PREFIX.lstrip("."), quiet=True, suffixes=(".nii",))
         _cleaned = True
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{DECODE_PREFIX}.{os.getpid()}.", suffix=".nii")

@@ -106,23 +106,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _stale(entry: str, name: str) -> bool:
-    """Whether ``entry`` is a temporary of ``name`` (``.NAME.PID.X…``) whose process is gone."""
+def _stale(entry: str, name: str, suffixes: tuple[str, ...] = TEMP_SUFFIXES) -> bool:
+    """Whether ``entry`` is a temporary of ``name`` (``.NAME.PID.X….partial``) whose process is gone."""
     rest = entry.lstrip(".")
-    if not entry.startswith(".") or not rest.startswith(f"{name}."):
+    if not entry.startswith(".") or not rest.startswith(f"{name}.") or not rest.endswith(suffixes):
         return False
     token = rest[len(name) + 1:].split(".", 1)[0]
     if token.isdigit():
         return not _pid_alive(int(token))
     # written before temporary names carried a process id: a hidden .partial/.old folder of a killed run
     parts = 3 + name.count(".")  # NAME.XXXXXXXX.partial
-    return entry.startswith(f".{name}.") and rest.endswith(TEMP_SUFFIXES) and len(rest.split(".")) == parts
+    return entry.startswith(f".{name}.") and len(rest.split(".")) == parts
 
 
-def remove_stale(folder: Path, name: str, *, quiet: bool = False) -> list[Path]:
-    """Remove the temporaries of ``folder/name`` left by killed runs; print one line for each."""
+def remove_stale(folder: Path, name: str, *, quiet: bool = False,
+                 suffixes: tuple[str, ...] = TEMP_SUFFIXES) -> list[Path]:
+    """Remove the temporaries of ``folder/name`` (ending in ``suffixes``) left by killed runs; print one line
+    for each."""
     try:
-        entries = [e for e in os.listdir(folder) if _stale(e, name)]
+        entries = [e for e in os.listdir(folder) if _stale(e, name, suffixes)]
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as e:

@@ -88,7 +88,7 @@ def test_temporaries_of_dead_processes_are_removed_others_kept(tmp_path, capsys)
     stale = [tmp_path / f".out.{dead}.abc.partial", tmp_path / f".out.{dead}.def.old",
              tmp_path / ".out.k2j4h5g6.partial"]  # the last: named before temporaries carried a process id
     live = [tmp_path / f".out.{os.getpid()}.xyz.partial", tmp_path / ".outer.123.partial", tmp_path / "out",
-            tmp_path / f".other.{dead}.abc.partial"]
+            tmp_path / f".other.{dead}.abc.partial", tmp_path / f".out.{dead}.notes"]
     for p in stale + live:
         p.mkdir()
         (p / "file").write_text("x")
