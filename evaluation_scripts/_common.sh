@@ -17,7 +17,7 @@ nnUNetv2_predict, evaluate it against labelsTs with 'sss-nnunet evaluate', print
 
 Options:
   -tr TRAINER       trainer class (default: SSSTrainer)
-  -f FOLD           fold whose checkpoint predicts (default: 0)
+  -f FOLD           fold whose checkpoint predicts: 0-4 or all (nnU-Net's fold_all; default: 0)
   --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
   -c CONFIG         nnU-Net configuration (default: ${EVAL_CONFIG:-3d_fullres})
   -p PLANS          plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after 'sss-nnunet plan')
@@ -34,8 +34,8 @@ Options:
 Old spellings still work, with a warning: --trainer, --fold, --config, --plans, --dataset,
 --checkpoint, --device, --output, --workers.
 
-Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set, and, for our
-trainers, nnUNet_extTrainer (see README).
+Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set. Everything cheap (the fold,
+the trainer name, the variables, the dataset and model folders) is checked before predicting.
 EOF
 }
 
@@ -97,9 +97,21 @@ sss_check_model() {
             if [[ "$DRY_RUN" == 1 ]]; then echo "# warning: $msg" >&2; else sss_die "$msg"; fi
         fi
     done
-    if [[ "$TRAINER" != nnUNetTrainer* && -z "${nnUNet_extTrainer:-}" ]]; then
-        echo "# warning: nnUNet_extTrainer is not set: nnUNetv2_predict only finds built-in trainers" >&2
-    fi
+}
+
+# The python that runs sss-nnunet (the environment it is installed in), else python3.
+sss_python() {
+    local cli
+    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
+    echo python3
+}
+
+sss_check_trainer() {
+    local py message
+    py=$(sss_python)
+    "$py" -c "import sss_nnunet" 2>/dev/null ||
+        sss_die "cannot check -tr $TRAINER: $py cannot import sss_nnunet (activate the environment it is installed in)"
+    message=$("$py" -m sss_nnunet.trainer_names "$TRAINER" 2>&1) || sss_die "-tr: $message"
 }
 
 sss_eval_main() {
@@ -133,7 +145,7 @@ sss_eval_main() {
     done
     [[ "$PROTOCOL" == paper || "$PROTOCOL" == strict ]] || sss_die "--protocol must be paper or strict"
     [[ "$DATASET_ID" =~ ^[0-9]{1,3}$ ]] || sss_die "-d must be a numeric nnU-Net id, got '$DATASET_ID'"
-    [[ "$FOLD" =~ ^[0-9]+$ || "$FOLD" == all ]] || sss_die "-f must be a number or 'all', got '$FOLD'"
+    [[ "$FOLD" =~ ^[0-4]$ || "$FOLD" == all ]] || sss_die "-f must be 0, 1, 2, 3, 4 or 'all', got '$FOLD'"
     local label
     if [[ "$ENSEMBLE" == 1 ]]; then
         FOLDS=(0 1 2 3 4) label=ensemble
@@ -142,6 +154,7 @@ sss_eval_main() {
     fi
 
     sss_check_env
+    sss_check_trainer
     sss_find_dataset
     sss_check_model
     if [[ "$DRY_RUN" != 1 ]]; then

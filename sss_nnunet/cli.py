@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except SSSError as e:
         print(f"sss-nnunet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only folder, a file where a folder belongs, a full disk: one line, no traceback
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"sss-nnunet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ convert the raw download (if not converted yet), plan and preprocess with nnU-Ne
   -- ARGS         passed on to nnUNetv2_train (e.g. -- --npz)
 $SSS_EXTRA_USAGE
 Old spellings still work, with a warning: FOLD as a plain argument, --trainer, --config, --id, --np.
-Needs the environment variables nnUNet_raw, nnUNet_preprocessed, nnUNet_results, and
-nnUNet_extTrainer pointing at the sss_nnunet trainers for trainers outside nnU-Net.
+Needs the environment variables nnUNet_raw, nnUNet_preprocessed and nnUNet_results (a folder that
+does not exist yet is created when its parent exists; a missing parent is an error). Everything
+cheap is checked first (FOLD, the trainer name, the variables, --raw), before converting.
 EOF
 }
 
@@ -72,6 +73,36 @@ sss_run() {
         echo "+ $*" >&2
         "$@"
     fi
+}
+
+# The python that runs sss-nnunet (the environment it is installed in), else python3.
+sss_python() {
+    local cli
+    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
+    echo python3
+}
+
+# The trainer class must exist before anything long runs (nnUNetv2_train would only fail after planning).
+sss_check_trainer() {
+    local py message
+    py=$(sss_python)
+    "$py" -c "import sss_nnunet" 2>/dev/null ||
+        sss_die "cannot check -tr $1: $py cannot import sss_nnunet (activate the environment it is installed in)"
+    message=$("$py" -m sss_nnunet.trainer_names "$1" 2>&1) || sss_die "-tr: $message"
+}
+
+# Each nnUNet_* folder exists, or its parent does (then the tools create it).
+sss_check_folders() {
+    local var
+    for var in nnUNet_raw nnUNet_preprocessed nnUNet_results; do
+        if [[ -e ${!var} && ! -d ${!var} ]]; then
+            sss_die "$var=${!var} is a file, not a folder"
+        elif [[ ! -d ${!var} ]]; then
+            [[ -d $(dirname "${!var}") ]] ||
+                sss_die "$var=${!var} does not exist and neither does $(dirname "${!var}") (a typo?)"
+            sss_note "note: $var=${!var} does not exist yet; it will be created"
+        fi
+    done
 }
 
 sss_check_env() {
@@ -135,13 +166,14 @@ sss_main() {
     local -a folds
     if [[ $fold == all ]]; then
         folds=(0 1 2 3 4)
-    elif [[ $fold =~ ^[0-9]+$ ]]; then
+    elif [[ $fold =~ ^[0-4]$ ]]; then
         folds=("$fold")
     else
-        sss_die "FOLD must be a number (0-4) or 'all', got '$fold'"
+        sss_die "FOLD must be 0, 1, 2, 3, 4 or 'all', got '$fold'"
     fi
 
     sss_check_env
+    sss_check_folders
     if ((!SSS_DRY_RUN)); then
         local cmd
         for cmd in sss-nnunet nnUNetv2_plan_and_preprocess nnUNetv2_train; do
@@ -149,10 +181,7 @@ sss_main() {
                 sss_die "$cmd not found on PATH: activate the environment sss_nnunet is installed in"
         done
     fi
-    if [[ $trainer != nnUNetTrainer* && -z ${nnUNet_extTrainer:-} ]]; then
-        sss_note "warning: nnUNet_extTrainer is not set, so nnUNetv2_train will only find nnU-Net's own" \
-                 "trainers, not $trainer (point it at the sss_nnunet trainer directory, see README)"
-    fi
+    sss_check_trainer "$trainer"
 
     local folder raw_dataset preprocessed
     folder=Dataset$(printf %03d "$id")_$SSS_NAME
@@ -165,6 +194,10 @@ sss_main() {
         sss_note "$raw_dataset exists, not converting"
     else
         [[ -n $raw ]] || sss_die "$raw_dataset does not exist yet: give the raw download with --raw PATH"
+        if [[ ! -d $raw ]]; then
+            ((SSS_DRY_RUN)) || sss_die "--raw $raw is not a folder"
+            sss_note "warning: --raw $raw is not a folder"
+        fi
         sss_run sss-nnunet convert "$SSS_KEY" --raw "$raw" -d "$id" ${np:+-np "$np"} "${SSS_CONVERT_ARGS[@]}"
         converted=1
         if ((!SSS_DRY_RUN)) && [[ ! -d $raw_dataset ]]; then

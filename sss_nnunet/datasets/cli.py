@@ -6,7 +6,6 @@ Dataset ids and names are in ``specs.py``; the user-facing description is ``DESC
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from sss_nnunet import cli_args
@@ -55,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nnU-Net dataset id to write (default: the dataset's own, e.g. 801 for synapse)")
     parser.add_argument("--btcv13", action="store_true",
                         help="synapse only: the 13-organ BTCV dataset for 5-fold CV (same as 'btcv')")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing converted dataset")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset folder that sss-nnunet convert wrote (never one holding --raw "
+                             "or files it did not write)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="convert the cases that are there and report the missing ones")
     cli_args.add_num_processes(parser, help="parallel processes")
@@ -87,9 +88,9 @@ def run_built_in(args: argparse.Namespace) -> int:
 
     if args.raw is not None and args.dataset != "mni152":
         raise SSSError(f"'{args.dataset}' is generated: it takes no --raw")
-    raw_root = os.environ.get("nnUNet_raw")
-    if not raw_root:
-        raise SSSError("nnUNet_raw is not set (the dataset is written to $nnUNet_raw/DatasetNNN_Name)")
+    from sss_nnunet.io import nnunet_folder
+
+    raw_root = nnunet_folder("nnUNet_raw")
     dataset_id = args.dataset_id if args.dataset_id is not None else BUILT_IN[args.dataset]
     seed = 0 if args.seed is None else args.seed
     if args.dataset == "mni152":
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             raise SSSError(f"{', '.join(given)} only apply to the ISIC datasets ({', '.join(ISIC)})")
         conversion = converters[key](args.raw)
     report = write_dataset(conversion, dataset_id=args.dataset_id, overwrite=args.overwrite,
-                           allow_missing=args.allow_missing, workers=args.num_processes)
+                           allow_missing=args.allow_missing, workers=args.num_processes,
+                           inputs=(args.raw, getattr(args, "split", None)))
     print(report.summary())
     return 0

@@ -77,10 +77,12 @@ def load_template(files: dict[str, Path], spacing: float) -> tuple[np.ndarray, n
     with a 2-voxel margin."""
     import SimpleITK as sitk
 
+    from sss_nnunet.images import read_image
+
     arrays = {}
     ref_spacing = None
     for key, path in files.items():
-        img = sitk.ReadImage(str(path))
+        img = read_image(path)
         a = sitk.GetArrayFromImage(img).astype(np.float32) / 255.0
         sp = np.asarray(img.GetSpacing()[::-1], float)  # (z, y, x) mm
         if ref_spacing is None:
@@ -142,7 +144,8 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
     """``raw_root/DatasetNNN_MNI152Tissue`` in nnU-Net raw layout (imagesTs/labelsTs = test cases); returns it."""
     import SimpleITK as sitk
 
-    from sss_nnunet.io import atomic_directory, atomic_write_json
+    from sss_nnunet.images import sitk_filename
+    from sss_nnunet.io import atomic_directory, atomic_write_json, check_output_dir
 
     if num_train < 2 or num_test < 1:
         raise SSSError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
@@ -155,8 +158,12 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
     others = [p.name for p in Path(raw_root).glob(f"Dataset{dataset_id:03d}_*") if p != target]
     if others:
         raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another id with -d ID")
+    from sss_nnunet.datasets.writer import OWNER, is_raw_dataset
+
+    owned = {"overwrite": overwrite, "owner": OWNER, "legacy": is_raw_dataset, "inputs": (raw,)}
+    check_output_dir(target, **owned)
     t1, gm, wm = load_template(files, spacing)
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    with atomic_directory(target, **owned) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (tmp / sub).mkdir()
         jobs = [("Tr", i) for i in range(num_train)] + [("Ts", i) for i in range(num_test)]
@@ -167,7 +174,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
                                 (label, tmp / f"labels{subset}" / f"{name}{FILE_ENDING}")):
                 img = sitk.GetImageFromArray(array)
                 img.SetSpacing((spacing,) * 3)
-                sitk.WriteImage(img, str(path), useCompression=True)
+                sitk.WriteImage(img, sitk_filename(path), useCompression=True)
         atomic_write_json(tmp / "dataset.json", {
             "channel_names": {"0": "T1"}, "labels": LABELS, "numTraining": num_train, "file_ending": FILE_ENDING,
             "name": target.name, "numTest": num_test,

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import sitk_filename
 from sss_nnunet.io import atomic_directory, atomic_write_json
 
 DEFAULT_ID = 990
@@ -167,7 +168,7 @@ def _write_case(case: SyntheticCase, image_path: Path, label_path: Path) -> None
     for array, path in ((case.image, image_path), (case.label, label_path)):
         img = sitk.GetImageFromArray(array)
         img.SetSpacing(tuple(reversed(case.spacing)))  # SimpleITK wants (x, y, z)
-        sitk.WriteImage(img, str(path), useCompression=True)
+        sitk.WriteImage(img, sitk_filename(path), useCompression=True)
 
 
 def make_splits(identifiers: list[str], seed: int = 0) -> list[dict[str, list[str]]]:
@@ -210,7 +211,9 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     jobs = [("Tr", f"train_{i:03d}", i) for i in range(num_train)] + [("Ts", f"test_{i:03d}", i)
                                                                       for i in range(num_test)]
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    from sss_nnunet.datasets.writer import OWNER, is_raw_dataset
+
+    with atomic_directory(target, overwrite=overwrite, owner=OWNER, legacy=is_raw_dataset) as tmp:
         for sub in ("Tr", "Ts"):
             (tmp / f"images{sub}").mkdir()
             (tmp / f"labels{sub}").mkdir()

@@ -146,6 +146,9 @@ def plan_one(args: argparse.Namespace, dataset_id: int, folder: Path, preprocess
             verify_dataset_integrity(str(folder), args.npfp)
         except (AssertionError, RuntimeError, FileNotFoundError) as e:
             raise SSSError(f"{name} failed nnU-Net's integrity check: {e}") from e
+    from sss_nnunet.io import nnunet_folder
+
+    nnunet_folder("nnUNet_preprocessed")  # created here, with a notice, when only it is missing (a typo is an error)
     fingerprint = preprocessed / name / "dataset_fingerprint.json"
     if fingerprint.is_file():
         _header(f"dataset fingerprint: using {fingerprint}")

@@ -38,6 +38,27 @@ def network_kwargs_from_plans(configuration_manager: ConfigurationManager) -> di
     return kwargs
 
 
+LOW_RES = ("3d_lowres", "3d_cascade_fullres")  # nnU-Net's planner leaves these out when 3d_fullres suffices
+
+
+def missing_configuration(trainer: str, plans: dict, configuration: str) -> str:
+    """One line for ``nnUNetv2_train ... CONFIG`` where the plans have no ``configuration``: the command that
+    plans it (the right tool for the plans, the real dataset id), or, for a stage the planner dropped, what to
+    train instead."""
+    from sss_nnunet._stock_cli_errors import _planning_command
+
+    available = list(plans.get("configurations", {}))
+    dataset, plans_name = plans.get("dataset_name", "?"), plans.get("plans_name", "?")
+    dataset_id = str(int(dataset[7:10])) if dataset[:7] == "Dataset" and dataset[7:10].isdigit() else dataset
+    head = (f"{trainer}: configuration '{configuration}' is not in the plans '{plans_name}' of {dataset}. "
+            f"Available: {', '.join(available)}.")
+    if configuration in LOW_RES and "3d_fullres" in available:
+        return (f"{head} The planner left out the low-resolution stage because 3d_fullres already covers "
+                f"the images: train 3d_fullres instead (nnUNetv2_train {dataset_id} 3d_fullres FOLD -tr "
+                f"{trainer} -p {plans_name})")
+    return f"{head} Plan it with: {_planning_command(plans_name, dataset_id)} -c {configuration}"
+
+
 class SSSTrainer(nnUNetTrainer):
     """RWKV-SSS with nnU-Net's planning, preprocessing, augmentation and inference.
 
@@ -66,14 +87,8 @@ class SSSTrainer(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = _CUDA):
-        available = list(plans.get("configurations", {}))
-        if configuration not in available:
-            raise SystemExit(
-                f"{type(self).__name__}: configuration '{configuration}' is not in the plans "
-                f"'{plans.get('plans_name', '?')}' of {plans.get('dataset_name', '?')}. Available: "
-                f"{', '.join(available)}. Plan it with: "
-                f"nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
-            )
+        if configuration not in plans.get("configurations", {}):
+            raise SystemExit(missing_configuration(type(self).__name__, plans, configuration))
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = self.learning_rate
         self.weight_decay = 1e-2

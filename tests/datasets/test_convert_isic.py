@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +325,7 @@ def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[var] = str(tmp_path / var)
     env["nnUNet_extTrainer"] = str(tmp_path / "ext")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def env(tmp_path) -> dict[str, str]:
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[var] = str(tmp_path / var)
     env["nnUNet_extTrainer"] = str(tmp_path / "ext")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     return env
 
 
@@ -118,13 +120,48 @@ def test_missing_raw_and_bad_arguments(env):
         assert result.stdout == "", bad
 
 
-def test_help_and_ext_trainer_warning(env):
+def test_help_and_no_stale_ext_trainer_advice(env):
+    """The .pth startup hook makes nnUNet_extTrainer unnecessary: no warning, no advice to set it (issue 24)."""
     for script in {c[0] for c in CASES}:
         result = run(script, "-h", env=env)
         assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}")
+        assert "nnUNet_extTrainer" not in result.stdout
     del env["nnUNet_extTrainer"]
     result = run("run_training_synapse.sh", "--dry-run", "--raw", "/r", env=env)
-    assert result.returncode == 0 and "nnUNet_extTrainer" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "nnUNet_extTrainer" not in result.stderr
+
+
+@pytest.mark.parametrize("fold", ["7", "5", "01", "all5"])
+def test_fold_outside_0_to_4_is_refused_before_anything(fold, env):
+    result = run("run_training_acdc.sh", "-f", fold, "--raw", "/r", env=env)  # not a dry run: nothing may start
+    assert result.returncode == 2 and result.stdout == ""
+    assert "FOLD must be 0, 1, 2, 3, 4 or 'all'" in result.stderr and "+ " not in result.stderr
+
+
+def test_misspelt_trainer_is_refused_before_converting(env, raw_tree):
+    result = run("run_training_synapse.sh", "--raw", str(raw_tree("synapse")), "-tr", "SSSTrainr", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "trainer 'SSSTrainr' not found" in result.stderr and "did you mean SSSTrainer" in result.stderr
+    assert "+ sss-nnunet convert" not in result.stderr
+    assert not Path(env["nnUNet_raw"]).exists()
+
+
+def test_trainer_of_the_user_through_ext_trainer_is_accepted(env, tmp_path):
+    ext = Path(env["nnUNet_extTrainer"])
+    ext.mkdir()
+    (ext / "mine.py").write_text("from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n\n\n"
+                                 "class MyOwnTrainer(nnUNetTrainer):\n    pass\n")
+    result = run("run_training_acdc.sh", "--dry-run", "--raw", "/r", "-tr", "MyOwnTrainer", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith("-tr MyOwnTrainer")
+
+
+def test_nnunet_folder_with_a_missing_parent_is_refused(env, tmp_path):
+    env["nnUNet_preprocessed"] = str(tmp_path / "dtaa" / "nnUNet_preprocessed")
+    result = run("run_training_acdc.sh", "--dry-run", "--raw", "/r", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "nnUNet_preprocessed=" in result.stderr and "does not exist" in result.stderr
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from sss_nnunet.datasets.specs import SPECS
 from sss_nnunet.datasets.writer import dataset_json
 from sss_nnunet.evaluation.cli import OUTPUT_FILES
 from sss_nnunet.evaluation.tasks import resolve_task
-from sss_nnunet.io import atomic_write_json
+from sss_nnunet.io import OWNER_FILE, atomic_write_json
 
 
 def evaluate(*args: str | Path) -> int:
@@ -33,7 +33,7 @@ def test_synapse_paper_outputs(make_folders, capsys):
     (pred / "predict_from_raw_data_args.json").write_text("{}")
     assert evaluate("--pred", pred, "--gt", gt, "-d", "synapse", "-np", "1", "--quiet") == 0
     out = pred / "evaluation_paper"
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, OWNER_FILE))
 
     rows = read_csv(out / "metrics.csv")
     assert list(rows[0]) == ["case", "class", "dice", "hd95"]
@@ -254,30 +254,22 @@ def test_unknown_label_value_refused(make_folders, helpers, capsys):
 
 
 def test_existing_output_needs_overwrite(make_folders, tmp_path, capsys):
+    """An output folder is replaced only with --overwrite, and only when evaluate wrote it (issue 24)."""
     pred, gt, _ = make_folders(n_cases=1, n_labels=2)
     out = tmp_path / "out"
+    args = ["--pred", pred, "--gt", gt, "-d", "acdc", "--out", out, "-np", "1", "--quiet"]
     out.mkdir()
     (out / "old.txt").write_text("old")
-    assert evaluate("--pred", pred, "--gt", gt, "-d", "acdc", "--out", out) == 2
+    assert evaluate(*args) == 2
     assert "already exists (use --overwrite" in capsys.readouterr().err
-    assert (
-        evaluate(
-            "--pred",
-            pred,
-            "--gt",
-            gt,
-            "-d",
-            "acdc",
-            "--out",
-            out,
-            "--overwrite",
-            "-np",
-            "1",
-            "--quiet",
-        )
-        == 0
-    )
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert evaluate(*args, "--overwrite") == 2  # not an evaluation: never deleted
+    assert "not an output of sss-nnunet evaluate" in capsys.readouterr().err
+    assert (out / "old.txt").read_text() == "old"
+    (out / "old.txt").unlink()
+    assert evaluate(*args, "--overwrite") == 0  # an empty folder
+    assert evaluate(*args) == 2
+    assert evaluate(*args, "--overwrite") == 0  # its own output
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, OWNER_FILE))
 
 
 def test_process_pool_gives_the_same_rows(make_folders, tmp_path):

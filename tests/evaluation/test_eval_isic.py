@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sss_nnunet.cli import main
 from sss_nnunet.evaluation import isic
 from sss_nnunet.evaluation.published import published_entry
 from sss_nnunet.evaluation.tasks import resolve_task
+from sss_nnunet.io import OWNER_FILE
 
 
 def evaluate(*args) -> int:
@@ -118,7 +120,7 @@ def test_cli_outputs(folders, capsys):
     pred, gt, arrays = folders
     assert evaluate("--pred", pred, "--gt", gt, "-d", "isic2017", "--quiet") == 0
     out = pred / "evaluation_paper"
-    assert sorted(p.name for p in out.iterdir()) == sorted(isic.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*isic.OUTPUT_FILES, OWNER_FILE))
     summary = json.loads((out / "summary.json").read_text())
     ref = vmunet_reference([p for p, _ in arrays], [g for _, g in arrays])
     assert summary["pooled"] == pytest.approx(ref)
@@ -202,6 +204,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "evaluation_scripts" / "run_evalu
 
 def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for var in ("raw", "preprocessed", "results"):
         env[f"nnUNet_{var}"] = str(tmp_path / var)
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
