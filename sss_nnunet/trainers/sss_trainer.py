@@ -16,7 +16,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from sss_nnunet.network import RWKVSSS
-from sss_nnunet.trainers.schedule import WarmupCosineLR
+from sss_nnunet.trainers.recipes import sss_adamw
 
 _CUDA = torch.device("cuda")  # nnU-Net's default device
 
@@ -44,7 +44,8 @@ class SSSTrainer(nnUNetTrainer):
     Network: ``RWKVSSS`` built from the trained configuration's plans (2d, 3d_fullres,
     3d_lowres, 3d_cascade_fullres): its patch size, n_stages, features_per_stage, kernel_sizes
     and strides, with deep supervision. Variants change RWKV-SSS arguments through
-    ``network_overrides``.
+    ``network_overrides``. It is the top of the ablation ladder: ``SSSTrainer_L6`` + DySample
+    (``upsampler="dysample"``; ``variants.LADDER``).
 
     Optimiser: AdamW (lr 1e-3, weight decay 0.01, none on biases, norms, decays, bonuses and
     token-shift mixes) with a linear warm-up over the first 5% of epochs and cosine decay.
@@ -98,16 +99,9 @@ class SSSTrainer(nnUNetTrainer):
                        deep_supervision=enable_deep_supervision, **kwargs)
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.network.parameters():
-            if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.initial_lr, betas=(0.9, 0.999),
-        )
-        warmup = max(1, round(self.warmup_fraction * self.num_epochs))
-        return optimizer, WarmupCosineLR(optimizer, self.initial_lr, self.num_epochs, warmup)
+        """AdamW + warm-up + cosine (``recipes.sss_adamw``) with this trainer's lr and weight decay."""
+        return sss_adamw(self.network, self.num_epochs, lr=self.initial_lr, weight_decay=self.weight_decay,
+                         warmup_fraction=self.warmup_fraction)
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written to a hidden temporary file in the same folder and renamed over
