@@ -134,12 +134,13 @@ class _DirectionalShift(torch.autograd.Function):
             if grad_x is not None:  # adjoint of the move: move grad * coef back the other way
                 grad_x += _moved(grad * coef, axis, -sign)
             if grad_w is not None:
-                g = (grad * _moved(x, axis, sign)).float()
+                acc = torch.promote_types(x.dtype, torch.float32)  # at least float32 under autocast
+                g = (grad * _moved(x, axis, sign)).to(acc)
                 view = [1] * (dims + 2)
                 view[1 + axis] = x.shape[1 + axis]
-                mask = border_mask(x.shape[1 + axis], ctx.window[axis], sign, x.device, torch.float32).view(view)
+                mask = border_mask(x.shape[1 + axis], ctx.window[axis], sign, x.device, acc).view(view)
                 gw = (g * mask).sum(spatial_axes)  # (B, C)
-                grad_w[:, d] += gw.sum(0, keepdim=True)[0] if weights.shape[0] == 1 else gw
+                grad_w[:, d] += (gw.sum(0) if weights.shape[0] == 1 else gw).to(grad_w.dtype)
         return grad_x, grad_w, None
 
 

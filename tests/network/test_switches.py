@@ -63,7 +63,8 @@ def test_each_sub_block_shifts_its_own_normalised_input(shift_input):
     def shifted(h, window):
         return directional_shift(h.view(2, *S, 8), dw, window).view(2, -1, 8)
 
-    for name, xx_index, window in (("global_mix", 3, glob_window), ("local_mix", 3, finest), ("channel_mix", 1, finest)):
+    cases = (("global_mix", 3, glob_window), ("local_mix", 3, finest), ("channel_mix", 1, finest))
+    for name, xx_index, window in cases:
         h, xx = seen[name][0], seen[name][xx_index]
         if shift_input == "mix":
             torch.testing.assert_close(xx, shifted(h, window))  # its own input, its own windows
