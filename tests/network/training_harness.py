@@ -49,7 +49,7 @@ def blob_case(rng: np.random.Generator, shape=BLOB_SHAPE) -> tuple[np.ndarray, n
         c = [rng.uniform(3, n - 4) for n in shape]
         semi = rng.uniform(2.0, 5.0, 3)
         label[sum(((x - ci) / s) ** 2 for x, ci, s in zip(coords, c, semi)) < 1] = 1
-    image = label * 1.5 + rng.normal(0, 1.0, shape)
+    image = label * 3.0 + rng.normal(0, 1.0, shape)
     return image.astype(np.float32), label
 
 
