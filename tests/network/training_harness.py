@@ -39,6 +39,9 @@ TOPOLOGY = {
     "blobs": dict(n_stages=4, strides=[1, 2, 2, 2], features_per_stage=[8, 16, 32, 64]),
     "context": dict(n_stages=5, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2], [1, 1, 2], [1, 1, 2]],
                     features_per_stage=[8, 16, 32, 64, 64]),
+    # the plans' own widths (nnU-Net's 32 .. 320) on the context set
+    "context-full": dict(n_stages=5, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2], [1, 1, 2], [1, 1, 2]],
+                         features_per_stage=[32, 64, 128, 256, 320]),
 }
 
 
