@@ -1,7 +1,7 @@
 """RWKV-SSS trains in-process on an easy set with both recipes (nnU-Net's loss and deep supervision).
 
 The set (``training_harness.make_set("blobs")``): 16 x 32 x 32 volumes, 1-3 ellipsoids 3 sd above
-unit noise. After ``STEPS`` steps of a recipe (its schedule over STEPS / 5 epochs), the full-resolution
+unit noise. After ``STEPS`` steps of a recipe (batch 2, 8 training cases) (its schedule over STEPS / 5 epochs), the full-resolution
 output's Dice on 4 held-out cases must reach ``THRESHOLD``.
 """
 
@@ -13,8 +13,10 @@ import torch
 from sss_nnunet.trainers.recipes import RECIPES, nnunet_sgd, recipe, sss_adamw
 from tests.network.training_harness import build, evaluate, make_set, train
 
-STEPS = 120
-THRESHOLD = 0.5
+STEPS = 60
+# measured at seed 0 (issue 23): AdamW 0.84, SGD 0.90; SGD gave 0.00 before the separable convs got the
+# dense conv's fan-in init (network/conv.py), PlainConvUNet 0.90 in the same harness
+THRESHOLD = 0.7
 
 
 def test_recipe_lookup():
