@@ -1,8 +1,8 @@
 """RWKV-SSS trains in-process on an easy set with both recipes (nnU-Net's loss and deep supervision).
 
 The set (``training_harness.make_set("blobs")``): 16 x 32 x 32 volumes, 1-3 ellipsoids 3 sd above
-unit noise. After ``STEPS`` steps of a recipe (batch 2, 8 training cases) (its schedule over STEPS / 5 epochs), the full-resolution
-output's Dice on 4 held-out cases must reach ``THRESHOLD``.
+unit noise. After ``STEPS`` steps of a recipe (batch 2, 8 training cases, its schedule over STEPS / 5
+epochs), the full-resolution output's Dice on 4 held-out cases must reach ``THRESHOLD``.
 """
 
 from __future__ import annotations
