@@ -212,11 +212,11 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
 
 
 def check_recipes(recipes: list[str]) -> None:
-    from sss_nnunet.trainers.recipes import RECIPES
+    from sss_nnunet.trainers.recipes import RECIPE_NAMES
 
-    unknown = [r for r in recipes if r not in RECIPES]
+    unknown = [r for r in recipes if r not in RECIPE_NAMES]
     if unknown:
-        raise SSSError(f"--recipe {unknown[0]}: unknown recipe (choose from {', '.join(RECIPES)})")
+        raise SSSError(f"--recipe {unknown[0]}: unknown recipe (choose from {', '.join(RECIPE_NAMES)})")
     if len(set(recipes)) != len(recipes):
         raise SSSError(f"--recipe lists a recipe twice: {' '.join(recipes)}")
 

@@ -1,89 +1,94 @@
 """Training recipes (optimiser + learning-rate schedule) that any nnU-Net trainer can be run with.
 
-A recipe replaces what a trainer's ``configure_optimizers`` returns; everything else (loss, deep
+Each recipe takes the network and the number of epochs and returns ``(optimizer, scheduler)``; the
+scheduler is stepped once per epoch with ``scheduler.step(epoch)`` like nnU-Net's ``PolyLRScheduler``
+(so a trainer's ``configure_optimizers`` can return the pair unchanged). Everything else (loss, deep
 supervision, augmentation, nnU-Net's ``train_step`` with gradient-norm clipping at 12) stays the
 trainer's. ``sss-nnunet compare --recipe NAME`` uses them so that networks are compared under ONE
 recipe (nnU-Net Revisited, Isensee et al. 2024):
 
-- ``sss``: AdamW, lr 1e-3, betas (0.9, 0.999), weight decay 1e-2 on weights with >= 2 dims (none on
-  biases, norms, decays, bonuses, token-shift mixes), linear warm-up over the first 5 % of epochs,
-  then cosine decay to 1e-6 (SSSTrainer's own recipe);
-- ``nnunet``: SGD, lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5 on every parameter, poly
-  decay with exponent 0.9 (nnUNetTrainer's own recipe);
-- ``own``: each trainer keeps its own ``configure_optimizers``.
-
-Schedules step once per epoch, as nnU-Net's do.
+- ``nnunet`` (:func:`nnunet_sgd`): nnU-Net v2's stock recipe (``nnUNetTrainer.configure_optimizers``):
+  SGD, lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5 on every parameter, poly decay (0.9);
+- ``sss`` (:func:`sss_adamw`): SSSTrainer's recipe: AdamW (betas 0.9, 0.999), lr 1e-3, weight decay
+  0.01 on matrices and conv kernels only (none on biases, norms, decays, bonuses, token-shift mixes,
+  gate biases), linear warm-up over the first 5 % of epochs, then cosine decay to 1e-6;
+- ``own`` (compare only): each trainer keeps its own ``configure_optimizers``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from torch import nn
 
-RECIPES = ("own", "sss", "nnunet")
+from sss_nnunet.trainers.schedule import WarmupCosineLR
+
+Recipe = Callable[..., tuple[torch.optim.Optimizer, object]]
+RECIPE_NAMES = ("own", "sss", "nnunet")  # what `compare --recipe` accepts
+
+
+def nnunet_sgd(network: nn.Module, num_epochs: int, lr: float = 1e-2,
+               weight_decay: float = 3e-5) -> tuple[torch.optim.Optimizer, PolyLRScheduler]:
+    """nnU-Net's stock optimiser and schedule: SGD(lr, momentum 0.99, Nesterov, weight_decay) + poly 0.9."""
+    optimizer = torch.optim.SGD(network.parameters(), lr, weight_decay=weight_decay, momentum=0.99, nesterov=True)
+    return optimizer, PolyLRScheduler(optimizer, lr, num_epochs)
+
+
+def sss_adamw(network: nn.Module, num_epochs: int, lr: float = 1e-3, weight_decay: float = 1e-2,
+              warmup_fraction: float = 0.05) -> tuple[torch.optim.Optimizer, WarmupCosineLR]:
+    """AdamW(lr, weight decay on tensors of >= 2 dims only) + linear warm-up over ``warmup_fraction`` of the
+    epochs (at least one) + cosine (``WarmupCosineLR``)."""
+    decay, no_decay = [], []
+    for p in network.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.999),
+    )
+    warmup = max(1, round(warmup_fraction * num_epochs))
+    return optimizer, WarmupCosineLR(optimizer, lr, num_epochs, warmup)
+
+
+RECIPES: dict[str, Recipe] = {"nnunet": nnunet_sgd, "sss": sss_adamw}
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name`` (``nnunet`` | ``sss``); ValueError naming the known ones otherwise."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    return RECIPES[name]
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """A named optimiser + schedule. ``lr`` is the peak learning rate."""
+class RecipeSpec:
+    """A named recipe with the peak learning rate and weight decay a trainer should log."""
 
     name: str
-    optimizer: str
     lr: float
     weight_decay: float
-    schedule: str
-    warmup_fraction: float = 0.0
 
     def build(self, network: nn.Module, num_epochs: int):
         """(optimizer, lr_scheduler) for ``network`` trained ``num_epochs`` epochs."""
-        if self.name == "sss":
-            return adamw_warmup_cosine(network, num_epochs, self.lr, self.weight_decay, self.warmup_fraction)
-        if self.name == "nnunet":
-            return sgd_poly(network, num_epochs, self.lr, self.weight_decay)
-        raise ValueError(f"recipe '{self.name}' has no optimiser of its own (the trainer's is used)")
+        return recipe(self.name)(network, num_epochs, lr=self.lr, weight_decay=self.weight_decay)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-SSS = Recipe("sss", "AdamW", 1e-3, 1e-2, "warm-up + cosine (per epoch, to 1e-6)", 0.05)
-NNUNET = Recipe("nnunet", "SGD", 1e-2, 3e-5, "poly 0.9 (per epoch)")
-BY_NAME = {"sss": SSS, "nnunet": NNUNET}
+SPECS = {"sss": RecipeSpec("sss", 1e-3, 1e-2), "nnunet": RecipeSpec("nnunet", 1e-2, 3e-5)}
 
 
-def get_recipe(name: str) -> Recipe | None:
+def get_recipe(name: str) -> RecipeSpec | None:
     """The recipe called ``name``; ``None`` for ``own``; ``ValueError`` naming the choices otherwise."""
     if name == "own":
         return None
-    if name not in BY_NAME:
-        raise ValueError(f"unknown recipe '{name}' (choose from {', '.join(RECIPES)})")
-    return BY_NAME[name]
-
-
-def adamw_warmup_cosine(network: nn.Module, num_epochs: int, lr: float = 1e-3, weight_decay: float = 1e-2,
-                        warmup_fraction: float = 0.05):
-    """AdamW with decay only on parameters of >= 2 dims, warm-up over ``warmup_fraction`` of the epochs
-    (at least one), cosine decay after it."""
-    from sss_nnunet.trainers.schedule import WarmupCosineLR
-
-    decay, no_decay = [], []
-    for p in network.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999))
-    warmup = max(1, round(warmup_fraction * num_epochs))
-    return optimizer, WarmupCosineLR(optimizer, lr, num_epochs, warmup)
-
-
-def sgd_poly(network: nn.Module, num_epochs: int, lr: float = 1e-2, weight_decay: float = 3e-5):
-    """nnU-Net's default: SGD with Nesterov momentum 0.99 on every parameter, poly decay (exponent 0.9)."""
-    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
-    optimizer = torch.optim.SGD(network.parameters(), lr, weight_decay=weight_decay, momentum=0.99, nesterov=True)
-    return optimizer, PolyLRScheduler(optimizer, lr, num_epochs)
+    if name not in SPECS:
+        raise ValueError(f"unknown recipe '{name}' (choose from {', '.join(RECIPE_NAMES)})")
+    return SPECS[name]
 
 
 def describe_optimizer(optimizer: torch.optim.Optimizer, lr_scheduler, grad_clip: str) -> dict:
