@@ -149,6 +149,29 @@ def test_optimizer_groups_and_schedule(tmp_path, monkeypatch):
     assert max(lrs) <= trainer.initial_lr and lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
 
 
+def test_hyper_parameters_are_the_documented_ones(tmp_path, monkeypatch):
+    """SSSTrainer's docstring (and README) promise AdamW, lr 1e-3, weight decay 0.01 (none on biases, norms, decays,
+    bonuses and token-shift mixes), betas (0.9, 0.999), nnU-Net's 1000 epochs, 5 % linear warm-up, cosine decay."""
+    trainer = _trainer(tmp_path, monkeypatch, cls=SSSTrainer)
+    trainer.initialize()
+    opt = trainer.optimizer
+    assert type(opt) is torch.optim.AdamW
+    assert trainer.initial_lr == trainer.lr_scheduler.initial_lr == 1e-3
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-3 / 51)] * 2  # epoch 0 of the warm-up
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-2, 0.0]
+    assert all(g["betas"] == (0.9, 0.999) for g in opt.param_groups)
+    assert trainer.num_epochs == 1000 and trainer.lr_scheduler.warmup_steps == 50
+    undecayed = {id(p) for p in opt.param_groups[1]["params"]}
+    names = [n for n, p in trainer.network.named_parameters() if id(p) in undecayed]
+    for kind in ("decay", "first", "mix_k", "bias", "norm"):
+        assert any(kind in n for n in names), kind
+    assert not any(n.endswith(("key.weight", "value.weight")) for n in names)
+    # the schedule's shape: lr(e) at a few epochs, as WarmupCosineLR documents it
+    sched = trainer.lr_scheduler
+    assert sched.lr_at(0) == pytest.approx(1e-3 / 51)
+    assert sched.lr_at(525) == pytest.approx(0.5e-3, rel=0.02)
+
+
 def test_schedule_steps_like_nnunet():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
     sched = WarmupCosineLR(opt, 1.0, max_steps=10, warmup_steps=2)
