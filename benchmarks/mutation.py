@@ -125,10 +125,10 @@ MUTATIONS = [
              edit=swap_synapse_case),
     Mutation("sss_trainer_lr_x10", "SSSTrainer learning rate x 10",
              "sss_nnunet/trainers/*.py", ["tests/trainers/test_trainer_units.py"],
-             r"learning_rate = 1e-3", "learning_rate = 1e-2"),
+             r"learning_rate = 1e-3", "learning_rate = 1e-2", k="hyper_parameters or optimizer_groups"),
     Mutation("sss_trainer_weight_decay", "SSSTrainer weight decay on the decays and bonuses too",
              "sss_nnunet/trainers/*.py", ["tests/trainers/test_trainer_units.py"],
-             r"\(decay if p\.ndim >= 2 else no_decay\)", "decay"),
+             r"\(decay if p\.ndim >= 2 else no_decay\)", "decay", k="hyper_parameters or optimizer_groups"),
 ]
 
 
