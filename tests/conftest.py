@@ -4,12 +4,15 @@
   nnU-Net's default planner (PlainConvUNet architecture keys), for trainers built without preprocessing;
 - ``make_trainer``: a trainer on the CPU from such plans, with nnU-Net's folders in ``tmp_path``;
 - ``ds_batch``: a synthetic batch with nnU-Net's deep-supervision targets;
-- ``sss_nnunet_cmd``: the ``sss-nnunet`` console script of the running interpreter's environment.
+- ``sss_nnunet_cmd``: the ``sss-nnunet`` console script of the running interpreter's environment;
+- ``nnunet_subprocess_env(...)`` (import it: ``from tests.conftest import nnunet_subprocess_env``): the environment
+  of an nnU-Net subprocess; ``nnunet_env``: the three nnU-Net folders in tmp_path for in-process calls.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,3 +118,27 @@ def ds_batch() -> Callable:
 def sss_nnunet_cmd() -> str:
     """Path of the ``sss-nnunet`` console script next to the running interpreter."""
     return SSS_NNUNET
+
+
+def nnunet_subprocess_env(raw: Path | None, preprocessed: Path | None, results: Path | None, n_proc: int = 2,
+                          n_proc_da: int = 0, keep_nnunet_vars: bool = False, **extra: str) -> dict[str, str]:
+    """The current environment for an nnU-Net subprocess: ``nnUNet_raw`` / ``_preprocessed`` / ``_results`` set
+    (None: unset), ``nnUNet_def_n_proc`` and ``nnUNet_n_proc_DA`` processes, ``extra`` added. Other ``nnUNet_*``
+    variables of the caller (and ``SSS_NNUNET_NO_EXT_TRAINER``) are dropped unless ``keep_nnunet_vars``."""
+    env = {k: v for k, v in os.environ.items()
+           if keep_nnunet_vars or not (k.startswith("nnUNet_") or k == "SSS_NNUNET_NO_EXT_TRAINER")}
+    env.update(nnUNet_def_n_proc=str(n_proc), nnUNet_n_proc_DA=str(n_proc_da), **extra)
+    for name, value in (("nnUNet_raw", raw), ("nnUNet_preprocessed", preprocessed), ("nnUNet_results", results)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = str(value)
+    return env
+
+
+@pytest.fixture
+def nnunet_env(tmp_path, monkeypatch) -> dict[str, Path]:
+    """nnUNet_raw / nnUNet_preprocessed / nnUNet_results pointing into tmp_path (this process)."""
+    env = {v: tmp_path / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for var, path in env.items():
+        monkeypatch.setenv(var, str(path))
+    return env
