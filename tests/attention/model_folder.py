@@ -106,3 +106,10 @@ def write_image(path: Path, shape_zyx: tuple[int, int, int] = (16, 30, 44), seed
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(path))
     return img
+
+
+def attention(*args) -> int:
+    """``sss-nnunet attention -d 991 -c 3d_fullres -f 0 -device cpu ARGS`` in this process; the exit code."""
+    from sss_nnunet.cli import main
+
+    return main(["attention", "-d", "991", "-c", "3d_fullres", "-f", "0", "-device", "cpu", *map(str, args)])

@@ -9,20 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from sss_nnunet import cli
-from tests.attention.model_folder import DATASET, write_image, write_model
-
-
-@pytest.fixture
-def results(tmp_path, monkeypatch):
-    """nnU-Net's three folders for this test (nnunetv2 reads them from the environment when used)."""
-    for name in ("raw", "preprocessed", "results"):
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(f"nnUNet_{name}", str(tmp_path / name))
-    return tmp_path / "results"
-
-
-def attention(*args) -> int:
-    return cli.main(["attention", "-d", "991", "-c", "3d_fullres", "-f", "0", "-device", "cpu", *map(str, args)])
+from tests.attention.model_folder import DATASET, attention, write_image, write_model
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:

@@ -10,9 +10,8 @@ import SimpleITK as sitk
 import torch
 
 from sss_nnunet.attention.maps import attention_maps
-from tests.attention.model_folder import write_image, write_model
-from tests.attention.test_attention_cli import attention, results  # noqa: F401 (fixture)
-from tests.attention.test_attention_maps import PATCH, QUERY, mixes, naive_weights, recorded_wkv_calls, tiny_net
+from tests.attention.model_folder import attention, write_image, write_model
+from tests.attention.wkv_reference import PATCH, QUERY, mixes, naive_weights, recorded_wkv_calls, tiny_net
 
 
 @pytest.mark.parametrize("mode", ["raster", pytest.param("zigzag", marks=pytest.mark.slow)])
@@ -35,7 +34,7 @@ def test_switched_scan_equals_the_naive_formula(mode):
         np.testing.assert_allclose(a.token_weights, b.token_weights, atol=1e-12)
 
 
-def test_compare_scans_writes_every_mode_and_restores_the_scan(results, tmp_path):  # noqa: F811
+def test_compare_scans_writes_every_mode_and_restores_the_scan(results, tmp_path):
     write_model(results)
     image = tmp_path / "case_0000.nii.gz"
     write_image(image)

@@ -11,8 +11,9 @@ import pytest
 
 from sss_nnunet import cli
 from sss_nnunet.errors import SSSError
+from tests.conftest import SSS_NNUNET
 
-BIN = Path(sys.executable).parent / "sss-nnunet"
+BIN = Path(SSS_NNUNET)
 
 
 def test_help_lists_the_installed_commands():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sss_nnunet.compare.budget import Budget
 from sss_nnunet.compare.demo import DEFAULT_BUDGET, trainer_budget
+from tests.conftest import SSS_NNUNET
 
 
 def test_budget_comes_from_the_demo_trainer(monkeypatch):
@@ -23,7 +22,7 @@ def test_budget_comes_from_the_demo_trainer(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_demo_compare_runs_both_trainers(tmp_path):
-    cmd = [str(Path(sys.executable).parent / "sss-nnunet"), "demo", "--workdir", str(tmp_path), "--train-cases", "4",
+    cmd = [SSS_NNUNET, "demo", "--workdir", str(tmp_path), "--train-cases", "4",
            "--test-cases", "1", "--trainer", "SSSTrainer_tiny", "--compare"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
                          env={**__import__("os").environ, "SSS_TINY_EPOCHS": "1", "PYTHONWARNINGS": "ignore"})

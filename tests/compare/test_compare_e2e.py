@@ -11,17 +11,17 @@ import json
 import math
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import SSS_NNUNET
 from tests.trainers.stock import stock_env
 from tests.trainers.tiny_dataset import write_tiny_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-SSS = str(Path(sys.executable).parent / "sss-nnunet")
+SSS = SSS_NNUNET
 BUDGET = ["--iterations", "3", "--iterations-per-epoch", "2", "--val-iterations", "1", "--disable-tta",
           "--device", "cpu"]
 

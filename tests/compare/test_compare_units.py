@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sss_nnunet.compare import report
 from sss_nnunet.compare.budget import Budget, BudgetMixin, find_trainer, module_source
+from tests.conftest import SSS_NNUNET
 from tests.trainers.tiny_dataset import write_tiny_dataset
 
-SSS = str(Path(sys.executable).parent / "sss-nnunet")
+SSS = SSS_NNUNET
 
 
 @pytest.mark.parametrize("n, per_epoch, expected", [

@@ -15,8 +15,9 @@ from scipy import ndimage
 
 from sss_nnunet.datasets import synthetic
 from sss_nnunet.datasets.synthetic_context import LABELS, MIN_MARKER_DISTANCE_VOX, SHAPE, make_context_case
+from tests.conftest import SSS_NNUNET
 
-SSS = str(Path(sys.executable).parent / "sss-nnunet")
+SSS = SSS_NNUNET
 
 
 def _marker_centre(case) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,9 @@ import SimpleITK as sitk
 
 from sss_nnunet.datasets import mni_tissue
 from sss_nnunet.errors import SSSError
+from tests.conftest import SSS_NNUNET
 
-SSS = str(Path(sys.executable).parent / "sss-nnunet")
+SSS = SSS_NNUNET
 
 
 def write_mini_template(folder: Path, shape=(40, 48, 40)) -> Path:

@@ -1,4 +1,4 @@
-"""Fixtures: private copies of the miniature raw trees, an nnU-Net environment, the CLI.
+"""Fixtures: private copies of the miniature raw trees, the CLI (``nnunet_env``: tests/conftest.py).
 
 Trees are built once per session (dataset_trees.py) and copied into each test's tmp_path.
 """
@@ -35,15 +35,6 @@ def raw_tree(_pristine, tmp_path) -> Callable[[str], Path]:
         shutil.copytree(base, tmp_path / f"raw_{kind}")
         return tmp_path / f"raw_{kind}" / raw.relative_to(base)
     return copy
-
-
-@pytest.fixture
-def nnunet_env(tmp_path, monkeypatch) -> dict[str, Path]:
-    """nnUNet_raw / nnUNet_preprocessed / nnUNet_results pointing into tmp_path."""
-    env = {v: tmp_path / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for var, path in env.items():
-        monkeypatch.setenv(var, str(path))
-    return env
 
 
 @pytest.fixture

@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from sss_nnunet.datasets.specs import paper_splits
+PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "paper_splits_public.json"
+
+
+def published_splits() -> dict[str, dict[str, list[str]]]:
+    """The papers' case lists as read from their public sources (tests/data/paper_splits_public.json,
+    each list naming repository, path and commit), independent of the package's paper_splits.json:
+    {dataset: {list name: sorted case ids}}."""
+    data = json.loads(PUBLISHED.read_text())
+    return {ds: {name: list(entry["cases"]) for name, entry in lists.items()}
+            for ds, lists in data.items() if not ds.startswith("_")}
+
 
 SHAPE = (3, 4, 4)                       # (z, y, x) voxels
 SPACING = (0.78125, 0.78125, 2.5)       # (x, y, z) mm
@@ -57,7 +67,7 @@ def image_array(seed: int, dtype=np.int16, shape=SHAPE) -> np.ndarray:
 def build_synapse(root: Path) -> Path:
     """``root/RawData/Training/{img,label}`` with the 30 labelled BTCV cases; returns RawData."""
     raw = root / "RawData"
-    split = paper_splits()["synapse"]
+    split = published_splits()["synapse"]
     for i, name in enumerate(sorted(split["train_18"] + split["test_12"])):
         number = name.removeprefix("img")
         write_nifti(raw / "Training" / "img" / f"img{number}.nii.gz", image_array(i))
@@ -70,7 +80,7 @@ def acdc_frames() -> dict[str, tuple[int, int]]:
     """patient -> (ED, ES) frame numbers, read off the paper split names."""
     frames: dict[str, list[int]] = {}
     for part in ("nnformer_train_70pat", "nnformer_val_10pat", "test_20pat_40vol"):
-        for name in paper_splits()["acdc"][part]:
+        for name in published_splits()["acdc"][part]:
             patient, frame = name.split("_frame")
             frames.setdefault(patient, []).append(int(frame))
     return {p: (min(f), max(f)) for p, f in frames.items()}
@@ -107,7 +117,7 @@ def msd_image(seed: int) -> np.ndarray:
 def build_brats_msd(root: Path) -> Path:
     """``root/Task01_BrainTumour`` with the 484 labelled cases (4D images)."""
     task = root / "Task01_BrainTumour"
-    split = paper_splits()["brats_msd_task01"]
+    split = published_splits()["brats_msd_task01"]
     for i, name in enumerate(sorted(split["train_387"] + split["val_73"] + split["test_24"])):
         write_nifti(task / "imagesTr" / f"{name}.nii.gz", msd_image(i))
         write_nifti(task / "labelsTr" / f"{name}.nii.gz", label_array([0, 1, 2, 3], i))

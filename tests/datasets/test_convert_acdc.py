@@ -9,13 +9,13 @@ from dataset_trees import (
     identifiers,
     load_json,
     nnunet_splits,
+    published_splits,
     verify_with_nnunet,
 )
 
 from sss_nnunet.datasets.acdc import patient_of
-from sss_nnunet.datasets.specs import paper_splits
 
-SPLIT = paper_splits()["acdc"]
+SPLIT = published_splits()["acdc"]
 TRAIN, VAL, TEST = SPLIT["nnformer_train_70pat"], SPLIT["nnformer_val_10pat"], SPLIT["test_20pat_40vol"]
 OFFICIAL = ["patient101_frame01", "patient101_frame10", "patient102_frame01", "patient102_frame11",
             "patient103_frame01", "patient103_frame12"]

@@ -13,14 +13,13 @@ from dataset_trees import (
     load_json,
     msd_image,
     nnunet_splits,
+    published_splits,
     read,
     verify_with_nnunet,
     write_nifti,
 )
 
-from sss_nnunet.datasets.specs import paper_splits
-
-SPLIT = paper_splits()["brats_msd_task01"]
+SPLIT = published_splits()["brats_msd_task01"]
 REGIONS = {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": [3]}
 
 

@@ -18,14 +18,14 @@ from dataset_trees import (
     image_array,
     label_array,
     load_json,
+    published_splits,
     read,
     write_nifti,
 )
 
 from sss_nnunet.datasets import writer
-from sss_nnunet.datasets.specs import paper_splits
 
-SPLIT = paper_splits()["synapse"]
+SPLIT = published_splits()["synapse"]
 
 
 @pytest.fixture

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from dataset_trees import check_image, check_label, identifiers, load_json, nnunet_splits, verify_with_nnunet
+from dataset_trees import (
+    check_image,
+    check_label,
+    identifiers,
+    load_json,
+    nnunet_splits,
+    published_splits,
+    verify_with_nnunet,
+)
 
-from sss_nnunet.datasets.specs import BTCV_LABELS, SYNAPSE8_FROM_BTCV, paper_splits
+from sss_nnunet.datasets.specs import BTCV_LABELS, SYNAPSE8_FROM_BTCV
 
-SPLIT = paper_splits()["synapse"]
+SPLIT = published_splits()["synapse"]
 
 
 def test_synapse8_paper_dataset(raw_tree, nnunet_env, convert):

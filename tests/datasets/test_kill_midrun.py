@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 from dataset_trees import load_json
 
+from tests.conftest import SSS_NNUNET
 from tests.trainers.stock import kill_when, python_with_delay
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -24,7 +25,7 @@ NAME = "Dataset801_Synapse8"
 
 
 def _cli(*args) -> list[str]:
-    return [str(Path(sys.executable).parent / "sss-nnunet"), *map(str, args)]
+    return [SSS_NNUNET, *map(str, args)]
 
 
 def _partials(folder: Path, name: str) -> list[Path]:

@@ -174,9 +174,7 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     import json
     import sys
 
-    from dataset_trees import nnunet_splits
-
-    from sss_nnunet.datasets.specs import paper_splits
+    from dataset_trees import nnunet_splits, published_splits
 
     stub_bin, log = tmp_path / "stub_bin", tmp_path / "train_calls.txt"
     stub_bin.mkdir()
@@ -189,7 +187,7 @@ def test_real_run_convert_plan_then_train(raw_tree, env, tmp_path):
     result = run("run_training_synapse.sh", "--raw", str(raw), "-np", "1", "-npfp", "1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert log.read_text().splitlines() == ["801 3d_fullres 0 -tr SSSTrainer"]
-    train = sorted(paper_splits()["synapse"]["train_18"])
+    train = sorted(published_splits()["synapse"]["train_18"])
     pre = Path(env["nnUNet_preprocessed"]) / "Dataset801_Synapse8"
     assert json.loads((pre / "splits_final.json").read_text()) == nnunet_splits(train)
     assert sorted(p.stem for p in (pre / "nnUNetPlans_3d_fullres").glob("*.pkl")) == train

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sss_nnunet import demo
 from sss_nnunet.errors import SSSError
+from tests.conftest import SSS_NNUNET
 
 
 def test_child_environment_points_into_the_workdir(tmp_path):
@@ -78,7 +78,7 @@ def test_dice_table():
 @pytest.mark.e2e
 def test_tiny_demo_runs_every_step(tmp_path):
     """The whole demo with 4 training / 2 test cases and the 2-iteration test trainer."""
-    cmd = [str(Path(sys.executable).parent / "sss-nnunet"), "demo", "--workdir", str(tmp_path), "--train-cases", "4",
+    cmd = [SSS_NNUNET, "demo", "--workdir", str(tmp_path), "--train-cases", "4",
            "--test-cases", "2", "-tr", "SSSTrainer_tiny"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from sss_nnunet.datasets.specs import SPECS
+from tests.conftest import nnunet_subprocess_env
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "evaluation_scripts"
 DATASETS = {k: (SPECS[k].dataset_id, SPECS[k].folder_name) for k in ("synapse", "acdc", "brats")}
 
 
 def nnunet_env(tmp_path: Path, folders=None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for var in ("raw", "preprocessed", "results"):
-        env[f"nnUNet_{var}"] = str(tmp_path / var)
         (tmp_path / var).mkdir(exist_ok=True)
+    env = nnunet_subprocess_env(tmp_path / "raw", tmp_path / "preprocessed", tmp_path / "results")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for _, name in DATASETS.values() if folders is None else folders:
         for sub in ("imagesTs", "labelsTs"):
             (tmp_path / "raw" / name / sub).mkdir(parents=True, exist_ok=True)

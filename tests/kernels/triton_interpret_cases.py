@@ -86,6 +86,41 @@ def test_non_contiguous_inputs():
         torch.testing.assert_close(a, b)
 
 
+def _strided(w, u, k, v, gy, stride0_gy: bool):
+    """The same values laid out as autograd and the network hand them over: k with B-T strides swapped, v a
+    strided slice, gy with T stride 1 (or a stride-0 expand, what ``y.sum().backward()`` gives)."""
+    k_t = k.transpose(0, 1).contiguous().transpose(0, 1)
+    v_s = torch.stack([v, -v], -1)[..., 0]
+    g = torch.ones(()).expand(gy.shape) if stride0_gy else gy.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    assert not (k_t.is_contiguous() or v_s.is_contiguous() or g.is_contiguous())
+    return k_t, v_s, g
+
+
+@pytest.mark.parametrize("stride0_gy", [False, True], ids=["strided-gy", "stride0-gy"])
+@pytest.mark.parametrize(("T", "chunk", "block_c"), [(17, 4, 2), (33, 8, 4)])
+def test_many_chunks_with_strided_inputs(T: int, chunk: int, block_c: int, stride0_gy: bool):
+    """Summary, carry and output kernels (several chunks, masked channel blocks) on strided k, v, gy."""
+    w, u, k, v, gy = make_inputs(Case(2, T, 5, w_max=3.0, k_max=3.0))
+    k_t, v_s, g = _strided(w, u, k, v, gy, stride0_gy)
+    gy = g.contiguous()
+    y_ref, l_ref, _ = triton_kernels.bi_wkv_forward(w, u, k, v, chunk=chunk, block_c=block_c)
+    g_ref = triton_kernels.bi_wkv_backward(w, u, k, v, y_ref, l_ref, gy, chunk=chunk, block_c=block_c)
+    with triton_kernels.record_launches() as launches:  # records instead of running
+        triton_kernels.bi_wkv_forward(w, u, k_t, v_s, chunk=chunk, block_c=block_c)
+        triton_kernels.bi_wkv_backward(w, u, k_t, v_s, y_ref, l_ref, g, chunk=chunk, block_c=block_c)
+    kernels = {x.kernel for x in launches}
+    assert len(kernels) > 2, f"one-chunk path only: {kernels}"
+    y, logd, _ = triton_kernels.bi_wkv_forward(w, u, k_t, v_s, chunk=chunk, block_c=block_c)
+    grads = triton_kernels.bi_wkv_backward(w, u, k_t, v_s, y, logd, g, chunk=chunk, block_c=block_c)
+    torch.testing.assert_close(y, y_ref, atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads, g_ref):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    # and through the op (autograd's own stride-0 gradient) against the float64 reference
+    y_ref64, g_ref64 = reference(w, u, k, v, gy)
+    y2, grads2 = run(w, u, k_t, v_s, g)
+    assert_matches(errors(y2, grads2, y_ref64, g_ref64), Case(2, T, 5, w_max=3.0, k_max=3.0))
+
+
 def test_environment_variable_selects_triton(monkeypatch):
     w, u, k, v, _ = make_inputs(Case(1, 10, 3))
     monkeypatch.setenv(ENV_BACKEND, "triton")

@@ -7,7 +7,6 @@ nnU-Net steps run in subprocesses through the console scripts, with ``nnUNet_raw
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from tests.conftest import nnunet_subprocess_env
 
 DATASET_ID = 961
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_PlanTiny"
@@ -58,12 +59,7 @@ def write_raw_dataset(raw: Path, n_cases: int = 6, seed: int = 0) -> Path:
 
 def nnunet_env(raw: Path | None, preprocessed: Path | None, results: Path | None, **extra: str) -> dict:
     """The current environment with nnU-Net's folders set (None: unset) and 2 processes."""
-    env = dict(os.environ, nnUNet_def_n_proc="2", nnUNet_n_proc_DA="0", **extra)
-    for name, value in (("nnUNet_raw", raw), ("nnUNet_preprocessed", preprocessed), ("nnUNet_results", results)):
-        env.pop(name, None)
-        if value is not None:
-            env[name] = str(value)
-    return env
+    return nnunet_subprocess_env(raw, preprocessed, results, keep_nnunet_vars=True, **extra)
 
 
 def run_cli(args: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -10,18 +10,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import nnunet_subprocess_env
+
 BIN = Path(sys.executable).parent
 
 
 def stock_env(root: Path) -> dict:
     """The caller's environment with nnU-Net's three folders under ``root`` and our hook active."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "SSS_NNUNET_NO_EXT_TRAINER"}
-    env.update(
-        nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-        nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_n_proc_DA="1",
-        SSS_TINY_EPOCHS="1", PYTHONWARNINGS="ignore",
-    )
-    return env
+    return nnunet_subprocess_env(root / "raw", root / "preprocessed", root / "results", n_proc=2, n_proc_da=1,
+                                 SSS_TINY_EPOCHS="1", PYTHONWARNINGS="ignore")
 
 
 def run_stock(cmd: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:

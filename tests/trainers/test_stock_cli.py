@@ -89,6 +89,21 @@ def check_validation(root: Path, folder: Path, cases: list[str]) -> None:
             assert (np.isnan(dice) and np.isnan(reported)) or reported == pytest.approx(dice, abs=1e-6)
 
 
+def test_learns_the_easy_set_in_ten_tiny_epochs(workspace):
+    """Learning, not only running: 10 epochs of SSSTrainer_tiny (20 iterations) through the stock nnUNetv2_train on
+    the tiny set (a bright sphere and a small bright box in noise) reach nnU-Net's validation Dice thresholds.
+    Measured with this command on 2 busy cores, sphere / box / foreground mean: fold 0 0.70 / 0.86 / 0.78,
+    fold 1 0.68 / 0.82 / 0.75, fold 2 0.83 / 0.00 / 0.42 (the 3x6x6-voxel box is not yet reliable after 20
+    iterations); after the one epoch the other tests train, fold 0 gave 0.05 (all-background passes those)."""
+    root, env = workspace
+    run(["nnUNetv2_train", "977", "3d_fullres", "2", "-tr", "SSSTrainer_tiny", "-device", "cpu"],
+        dict(env, SSS_TINY_EPOCHS="10"))
+    summary = json.loads((results_folder(root, "SSSTrainer_tiny") / "fold_2" / "validation" / "summary.json")
+                         .read_text())
+    assert summary["mean"]["1"]["Dice"] > 0.5, summary["mean"]  # the sphere
+    assert summary["foreground_mean"]["Dice"] > 0.3, summary["mean"]
+
+
 def test_resume_continues_from_the_checkpoint(trained):
     """--c restores the weights and the optimizer state of the checkpoint, not only the epoch counter: a
     marker put into one weight of the checkpoint survives (2 AdamW steps of lr <= 1e-3 move it by < 0.01),

@@ -17,54 +17,34 @@ from sss_nnunet.trainers import TRAINERS, SSSTrainer, SSSTrainer_scanRaster, SSS
 from sss_nnunet.trainers.schedule import WarmupCosineLR
 
 
-def _arch(dims: int, n: int, strides, features, kernels) -> dict:
-    conv = "torch.nn.modules.conv.Conv3d" if dims == 3 else "torch.nn.modules.conv.Conv2d"
-    norm = f"torch.nn.modules.instancenorm.InstanceNorm{dims}d"
-    return {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": n, "features_per_stage": features, "conv_op": conv, "kernel_sizes": kernels,
-            "strides": strides, "n_conv_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1),
-            "conv_bias": True, "norm_op": norm, "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
-
-
-def _config(dims, patch, strides, features, kernels) -> dict:
-    n = len(strides)
-    return {
-        "data_identifier": f"nnUNetPlans_{dims}d", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": [1.0] * dims,
-        "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities":
-        "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {}, "batch_dice": False,
-        "architecture": _arch(dims, n, strides, features, kernels),
-    }
-
-
-PLANS = {
-    "dataset_name": "Dataset999_Unit", "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [2.5, 1, 1],
-    "original_median_shape_after_transp": [40, 96, 80], "image_reader_writer": "SimpleITKIO",
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-    "foreground_intensity_properties_per_channel": {},
-    "configurations": {
-        "2d": _config(2, [96, 80], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], [32, 64, 128, 256, 320],
-                      [[3, 3]] * 5),
-        "3d_fullres": _config(3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]],
-                              [32, 64, 128, 256, 320], [[1, 3, 3]] + [[3, 3, 3]] * 4),
+def _plans(nnunet_plans) -> dict:
+    """Plans as nnU-Net's default planner writes them for a 3D CT-like dataset: 2d, 3d_fullres, 3d_lowres."""
+    c = nnunet_plans.configuration
+    five = [32, 64, 128, 256, 320]
+    return nnunet_plans.plans("Dataset999_Unit", {
+        "2d": c(2, [96, 80], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], five, [[3, 3]] * 5),
+        "3d_fullres": c(3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], five,
+                        [[1, 3, 3]] + [[3, 3, 3]] * 4),
         "3d_lowres": {"inherits_from": "3d_fullres", "patch_size": [24, 48, 40], "spacing": [4.0, 2.0, 2.0]},
-    },
-}
+    })
+
+
+@pytest.fixture
+def PLANS(nnunet_plans) -> dict:
+    return _plans(nnunet_plans)
+
+
+@pytest.fixture
+def _trainer(make_trainer, PLANS):
+    """``_trainer(configuration="3d_fullres", cls=SSSTrainer_tiny)`` on the CPU."""
+    def make(configuration="3d_fullres", cls=SSSTrainer_tiny):
+        return make_trainer(cls, PLANS, configuration)
+    return make
 
 
 @pytest.mark.parametrize(("config", "dims"), [("2d", 2), ("3d_fullres", 3), ("3d_lowres", 3)])
 @pytest.mark.parametrize("num_outputs", [3, 4])  # e.g. 3 regions (BraTS: WT, TC, ET) or 4 labels
-def test_network_from_the_default_plans(config, dims, num_outputs):
+def test_network_from_the_default_plans(config, dims, num_outputs, PLANS):
     pm = PlansManager(copy.deepcopy(PLANS))
     cm = pm.get_configuration(config)
     net = SSSTrainer.build_network_architecture(pm, cm, 2, num_outputs, enable_deep_supervision=True)
@@ -83,7 +63,7 @@ def test_network_from_the_default_plans(config, dims, num_outputs):
         assert predict_net.eval()(x).shape == (1, num_outputs, *cm.patch_size)
 
 
-def test_regions_give_one_output_per_region():
+def test_regions_give_one_output_per_region(PLANS):
     dataset_json = {"labels": {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": [3]},
                     "regions_class_order": [1, 2, 3], "channel_names": {str(i): "MR" for i in range(4)}}
     pm = PlansManager(copy.deepcopy(PLANS))
@@ -93,7 +73,7 @@ def test_regions_give_one_output_per_region():
     assert net(torch.randn(1, 4, 40, 96, 80))[0].shape[1] == 3
 
 
-def test_variants_change_only_what_they_name():
+def test_variants_change_only_what_they_name(PLANS):
     pm = PlansManager(copy.deepcopy(PLANS))
     cm = pm.get_configuration("3d_fullres")
     assert SSSTrainer_scanRaster.build_network_architecture(pm, cm, 1, 2).config["scan"] == "raster"
@@ -102,26 +82,13 @@ def test_variants_change_only_what_they_name():
     assert len(set(names)) == len(names) and not any("__" in n for n in names)
 
 
-def _trainer(tmp_path, monkeypatch, configuration="3d_fullres", cls=SSSTrainer_tiny):
-    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))  # nnunetv2.paths reads them at call time
-    monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    data = tmp_path / "Dataset999_Unit" / "nnUNetPlans_3d"
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "case.b2nd").touch()  # initialize() infers the dataset format from file endings only
-    plans = copy.deepcopy(PLANS)
-    plans["continue_training"] = False
-    dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "CT"}, "numTraining": 2,
-                    "file_ending": ".nii.gz"}
-    return cls(plans, configuration, 0, dataset_json, torch.device("cpu"))
-
-
-def test_unknown_configuration_is_a_clear_message(tmp_path, monkeypatch):
+def test_unknown_configuration_is_a_clear_message(tmp_path, monkeypatch, _trainer):
     with pytest.raises(SystemExit, match="configuration '3d_cascade_fullres' is not in the plans.*Available: 2d"):
-        _trainer(tmp_path, monkeypatch, "3d_cascade_fullres")
+        _trainer("3d_cascade_fullres")
 
 
-def _missing(configuration: str, plans_name: str, drop: str) -> str:
-    plans = copy.deepcopy(PLANS)
+def _missing(plans_fixture: dict, configuration: str, plans_name: str, drop: str) -> str:
+    plans = copy.deepcopy(plans_fixture)
     plans["plans_name"] = plans_name
     del plans["configurations"][drop]
     with pytest.raises(SystemExit) as exc:
@@ -129,19 +96,19 @@ def _missing(configuration: str, plans_name: str, drop: str) -> str:
     return str(exc.value)
 
 
-def test_missing_configuration_hint_names_the_right_command_and_dataset():
+def test_missing_configuration_hint_names_the_right_command_and_dataset(PLANS):
     """Issue 24 row 12: no 'DATASET' placeholder, the planning tool of the plans, the planner's dropped stage."""
-    message = _missing("2d", "SSSPlans", "2d")
+    message = _missing(PLANS, "2d", "SSSPlans", "2d")
     assert "DATASET" not in message and "Plan it with: sss-nnunet plan -d 999 -c 2d" in message
-    message = _missing("2d", "nnUNetPlans", "2d")
+    message = _missing(PLANS, "2d", "nnUNetPlans", "2d")
     assert "Plan it with: nnUNetv2_plan_and_preprocess -d 999 -c 2d" in message
-    message = _missing("3d_lowres", "SSSPlans", "3d_lowres")  # dropped by the planner: planning again won't help
+    message = _missing(PLANS, "3d_lowres", "SSSPlans", "3d_lowres")  # dropped by the planner: planning again won't help
     assert "DATASET" not in message and "Plan it with" not in message
     assert "nnUNetv2_train 999 3d_fullres FOLD -tr SSSTrainer_tiny -p SSSPlans" in message
 
 
-def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch):
-    trainer = _trainer(tmp_path, monkeypatch)
+def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch, _trainer):
+    trainer = _trainer()
     trainer.initialize()
     with pytest.raises(SystemExit, match="written by trainer 'nnUNetTrainer', not 'SSSTrainer_tiny'"):
         trainer.load_checkpoint({"trainer_name": "nnUNetTrainer", "network_weights": {}})
@@ -156,8 +123,8 @@ def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch):
     assert trainer.current_epoch == 3 and trainer._best_ema == 0.5
 
 
-def test_optimizer_groups_and_schedule(tmp_path, monkeypatch):
-    trainer = _trainer(tmp_path, monkeypatch, cls=SSSTrainer)
+def test_optimizer_groups_and_schedule(tmp_path, monkeypatch, _trainer):
+    trainer = _trainer(cls=SSSTrainer)
     trainer.initialize()
     decayed, plain = trainer.optimizer.param_groups
     assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
@@ -167,6 +134,29 @@ def test_optimizer_groups_and_schedule(tmp_path, monkeypatch):
     warm = sched.warmup_steps
     assert warm == 50 and lrs[warm - 1] == pytest.approx(trainer.initial_lr * warm / (warm + 1))
     assert max(lrs) <= trainer.initial_lr and lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
+
+
+def test_hyper_parameters_are_the_documented_ones(tmp_path, monkeypatch, _trainer):
+    """SSSTrainer's docstring (and README) promise AdamW, lr 1e-3, weight decay 0.01 (none on biases, norms, decays,
+    bonuses and token-shift mixes), betas (0.9, 0.999), nnU-Net's 1000 epochs, 5 % linear warm-up, cosine decay."""
+    trainer = _trainer(cls=SSSTrainer)
+    trainer.initialize()
+    opt = trainer.optimizer
+    assert type(opt) is torch.optim.AdamW
+    assert trainer.initial_lr == trainer.lr_scheduler.initial_lr == 1e-3
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-3 / 51)] * 2  # epoch 0 of the warm-up
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-2, 0.0]
+    assert all(g["betas"] == (0.9, 0.999) for g in opt.param_groups)
+    assert trainer.num_epochs == 1000 and trainer.lr_scheduler.warmup_steps == 50
+    undecayed = {id(p) for p in opt.param_groups[1]["params"]}
+    names = [n for n, p in trainer.network.named_parameters() if id(p) in undecayed]
+    for kind in ("decay", "first", "mix_k", "bias", "norm"):
+        assert any(kind in n for n in names), kind
+    assert not any(n.endswith(("key.weight", "value.weight")) for n in names)
+    # the schedule's shape: lr(e) at a few epochs, as WarmupCosineLR documents it
+    sched = trainer.lr_scheduler
+    assert sched.lr_at(0) == pytest.approx(1e-3 / 51)
+    assert sched.lr_at(525) == pytest.approx(0.5e-3, rel=0.02)
 
 
 def test_schedule_steps_like_nnunet():
@@ -195,10 +185,10 @@ def test_startup_hook_appends_and_can_be_switched_off():
     assert sorted(p.name for p in os.scandir(hook.SHIM_DIR) if p.name.endswith(".py")) == ["sss_nnunet_trainers.py"]
 
 
-def test_checkpoint_killed_while_saving_keeps_the_previous_one(tmp_path, monkeypatch):
+def test_checkpoint_killed_while_saving_keeps_the_previous_one(tmp_path, monkeypatch, _trainer):
     """nnU-Net saves with a plain torch.save: a kill mid-write left a truncated checkpoint_latest.pth that
     --c cannot load. The write is interrupted half-way here: the previous checkpoint still loads."""
-    trainer = _trainer(tmp_path, monkeypatch)
+    trainer = _trainer()
     trainer.initialize()
     path = tmp_path / "checkpoint_latest.pth"
     trainer.current_epoch = 0
