@@ -16,7 +16,6 @@ from sss_nnunet.compare.budget import check_optimizer, describe_recipe, make_bud
 from sss_nnunet.compare.runner import Row, parse_rows
 from sss_nnunet.errors import SSSError
 from sss_nnunet.trainers import SSSTrainer
-from tests.trainers.test_trainer_units import _trainer
 
 BUDGET = {"epochs": 20, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1, "iterations": 40}
 
@@ -29,11 +28,18 @@ class UserTrainer(nnUNetTrainer):
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
 
 
-def _built(tmp_path, monkeypatch, base: type, recipe: str | None):
-    cls = make_budget_class(base, BUDGET, recipe)
-    trainer = _trainer(tmp_path, monkeypatch, cls=cls)
-    trainer.initialize()
-    return trainer
+@pytest.fixture
+def built(make_trainer, nnunet_plans):
+    """``built(base, recipe)``: the compare budget subclass of ``base`` under ``recipe``, initialised on the CPU
+    (a small 3D plan: 4 stages, 16 x 32 x 32 patch)."""
+    plans = nnunet_plans.plans("Dataset999_Unit", {"3d_fullres": nnunet_plans.configuration(
+        3, [16, 32, 32], [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], [8, 16, 32, 64], [[3, 3, 3]] * 4)})
+
+    def build(base: type, recipe: str | None):
+        trainer = make_trainer(make_budget_class(base, BUDGET, recipe), plans)
+        trainer.initialize()
+        return trainer
+    return build
 
 
 def _lr_after(trainer, epochs: int) -> float:
@@ -43,8 +49,8 @@ def _lr_after(trainer, epochs: int) -> float:
 
 
 @pytest.mark.parametrize("base", [nnUNetTrainer, SSSTrainer, UserTrainer])
-def test_nnunet_recipe_replaces_every_trainers_optimiser(tmp_path, monkeypatch, base):
-    trainer = _built(tmp_path, monkeypatch, base, "nnunet")
+def test_nnunet_recipe_replaces_every_trainers_optimiser(built, base):
+    trainer = built(base, "nnunet")
     opt = trainer.optimizer
     assert type(opt) is torch.optim.SGD
     assert opt.defaults["momentum"] == 0.99 and opt.defaults["nesterov"] and opt.defaults["weight_decay"] == 3e-5
@@ -55,8 +61,8 @@ def test_nnunet_recipe_replaces_every_trainers_optimiser(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("base", [nnUNetTrainer, SSSTrainer, UserTrainer])
-def test_sss_recipe_replaces_every_trainers_optimiser(tmp_path, monkeypatch, base):
-    trainer = _built(tmp_path, monkeypatch, base, "sss")
+def test_sss_recipe_replaces_every_trainers_optimiser(built, base):
+    trainer = built(base, "sss")
     opt = trainer.optimizer
     assert type(opt) is torch.optim.AdamW
     decays = sorted(g["weight_decay"] for g in opt.param_groups)
@@ -70,14 +76,14 @@ def test_sss_recipe_replaces_every_trainers_optimiser(tmp_path, monkeypatch, bas
     assert trainer.initial_lr == 1e-3 and trainer.weight_decay == 1e-2  # what nnU-Net logs
 
 
-def test_own_recipe_keeps_each_trainers_optimiser(tmp_path, monkeypatch):
-    assert type(_built(tmp_path / "a", monkeypatch, UserTrainer, None).optimizer) is torch.optim.Adam
-    assert type(_built(tmp_path / "b", monkeypatch, nnUNetTrainer, None).optimizer) is torch.optim.SGD
-    assert type(_built(tmp_path / "c", monkeypatch, SSSTrainer, None).optimizer) is torch.optim.AdamW
+def test_own_recipe_keeps_each_trainers_optimiser(built):
+    assert type(built(UserTrainer, None).optimizer) is torch.optim.Adam
+    assert type(built(nnUNetTrainer, None).optimizer) is torch.optim.SGD
+    assert type(built(SSSTrainer, None).optimizer) is torch.optim.AdamW
 
 
-def test_recipe_description_names_optimiser_schedule_and_clipping(tmp_path, monkeypatch):
-    d = describe_recipe(_built(tmp_path, monkeypatch, SSSTrainer, "nnunet"))
+def test_recipe_description_names_optimiser_schedule_and_clipping(built):
+    d = describe_recipe(built(SSSTrainer, "nnunet"))
     assert d["optimizer"] == "SGD" and d["lr"] == 1e-2 and d["schedule"] == "PolyLRScheduler"
     assert d["param_groups"][0]["momentum"] == 0.99 and d["param_groups"][0]["nesterov"] is True
     assert d["grad_clip"].startswith("clip_grad_norm 12")
@@ -86,12 +92,12 @@ def test_recipe_description_names_optimiser_schedule_and_clipping(tmp_path, monk
         def train_step(self, batch):
             return super().train_step(batch)
 
-    d = describe_recipe(_built(tmp_path / "x", monkeypatch, OwnStep, "sss"))
+    d = describe_recipe(built(OwnStep, "sss"))
     assert d["optimizer"] == "AdamW" and d["warmup_epochs"] == 1 and "OwnStep" in d["grad_clip"]
 
 
-def test_an_optimiser_built_outside_configure_optimizers_is_refused(tmp_path, monkeypatch):
-    trainer = _built(tmp_path, monkeypatch, nnUNetTrainer, "sss")
+def test_an_optimiser_built_outside_configure_optimizers_is_refused(built):
+    trainer = built(nnUNetTrainer, "sss")
     trainer.optimizer = torch.optim.Adam(trainer.network.parameters(), 1e-4)  # e.g. rebuilt in on_train_start
     with pytest.raises(RuntimeError, match="nnUNetTrainer does not build its optimiser in configure_optimizers"):
         check_optimizer(trainer)
