@@ -8,7 +8,7 @@ centre-cropped / zero-padded to the patch, no augmentation, deep-supervision tar
 interpolation; a DDP rank takes its slice of it, sized by
 nnU-Net's own split (``_set_batch_size_and_oversample``). Environment: ``SCALE_TEST_EPOCHS`` (2),
 ``SCALE_TEST_STEP_SECONDS`` (sleep per training step, 0), ``SCALE_TEST_DUMP`` (folder for
-``rank{r}.pid`` at the start of training and ``rank{r}.pt``, the final weights, at its end).
+``rank{r}.pid`` and ``rank{r}.start.pt`` (weights) at the start of training, ``rank{r}.pt`` at its end).
 """
 
 from __future__ import annotations
@@ -102,11 +102,15 @@ class ScaleTestTrainer(nnUNetTrainer):
             else:
                 torch.save(obj, path)
 
+    def _weights(self) -> dict:
+        net = self.network.module if self.is_ddp else self.network
+        return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
     def on_train_start(self):
         super().on_train_start()
         self._dump(".pid", None)
+        self._dump(".start.pt", self._weights())
 
     def on_train_end(self):
         super().on_train_end()
-        net = self.network.module if self.is_ddp else self.network
-        self._dump(".pt", {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        self._dump(".pt", self._weights())
