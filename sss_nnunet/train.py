@@ -15,11 +15,14 @@ Without torchrun it runs nnU-Net's ``run_training`` unchanged (``-num_gpus`` inc
 Preemption: SIGUSR1 or SIGTERM -> the current iteration finishes, ``checkpoint_latest.pth`` is written
 (atomically, by global rank 0) and every process exits with status 75
 (:data:`sss_nnunet.scale.preempt.EXIT_PREEMPTED`); the same command with ``--c`` continues from the
-interrupted epoch. Under torchrun one signalled rank is enough: the ranks agree after every iteration.
+interrupted epoch. Under torchrun one signalled rank is enough: the ranks agree after every iteration,
+meet at a barrier after the checkpoint and leave at once (``os._exit``): torchrun stops the remaining
+workers with SIGTERM as soon as the first one exits with a non-zero status.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -44,6 +47,10 @@ def main() -> int:
     except preempt.Preempted as e:
         print(f"sss_nnunet.train: {e}; checkpoint_latest.pth written, rerun with --c "
               f"(exit {preempt.EXIT_PREEMPTED})", file=sys.stderr)
+        if under_torchrun():  # all ranks leave together: no interpreter teardown that torchrun could cut short
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(preempt.EXIT_PREEMPTED)
         return preempt.EXIT_PREEMPTED
     except SSSError as e:
         print(f"sss_nnunet.train: error: {e}", file=sys.stderr)

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from sss_nnunet.errors import SSSError
+from sss_nnunet.scale import preempt
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_ENV = "SSS_DDP_TIMEOUT_MINUTES"
@@ -142,7 +143,11 @@ def run_distributed(dataset_name_or_id, configuration: str, fold, trainer_class_
             if rank == 0:
                 trainer.do_split()  # writes splits_final.json when missing; the other ranks then read it
             dist.barrier()
-            trainer.run_training()
+            try:
+                trainer.run_training()
+            except preempt.Preempted:
+                dist.barrier()  # nobody leaves before every rank is done with its dataloaders
+                raise
         if rank == 0:
             name = "checkpoint_best.pth" if val_with_best else "checkpoint_final.pth"
             if only_run_validation or val_with_best:

@@ -99,7 +99,8 @@ def test_array_with_requeues_then_find_best(planned, slurm, tmp_path):
            **{k: slurm.env[k] for k in ("SLURM_CONF", "PATH")}}
     res = subprocess.run([sys.executable, "-m", "sss_nnunet.cli", "slurm", "-d", "977", "-c", "3d_fullres",
                           "-tr", "ScaleTestTrainer", "--folds", "0", "1", "2", "-device", "cpu", "--time", "30:00",
-                          "--out", str(out), "--submit"], env=env, capture_output=True, text=True, timeout=300)
+                          "--cpus-per-task", "1", "--out", str(out), "--submit"],
+                         env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     train, best = re.search(r"training array job (\d+), find_best_configuration job (\d+)", res.stdout).groups()
     assert slurm.job(best).get("Dependency", "").startswith(f"afterok:{train}")
