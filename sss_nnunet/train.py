@@ -55,6 +55,7 @@ def main() -> int:
     except SSSError as e:
         print(f"sss_nnunet.train: error: {e}", file=sys.stderr)
         return 2
+    preempt.ignore()  # finished: a signal now has nothing left to save
     return 0
 
 

@@ -5,6 +5,8 @@
     sss-nnunet slurm -d 4 -c 2d 3d_fullres -tr SSSTrainer --nodes 2 --gpus-per-node 4 \\
         --partition gpu --time 24:00:00 --account proj --out slurm_jobs --submit
 
+``-f`` / ``--folds`` and ``-o`` / ``--out`` are the same options (nnU-Net's short spellings).
+
 Checks the dataset, plans, configurations and trainer first (needs nnUNet_preprocessed). Writes
 OUT/train_folds.sbatch, OUT/find_best.sbatch, OUT/submit.sh; ``--submit`` runs sbatch for both
 (the second with ``--dependency=afterok``) and prints the job ids.
@@ -28,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", dest="configurations", nargs="+", required=True, help="configurations to train")
     p.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer class (default nnUNetTrainer)")
     p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds (default 0 1 2 3 4)")
+    p.add_argument("-f", "--folds", dest="folds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+                   help="folds (default 0 1 2 3 4)")
     p.add_argument("--nodes", type=int, default=1, help="nodes per training (default 1)")
     p.add_argument("--gpus-per-node", type=int, default=1,
                    help="GPUs per node = training processes per node (default 1; with -device cpu: processes)")
@@ -42,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-lead", type=int, default=300,
                    help="seconds before the time limit at which a task checkpoints and requeues (default 300)")
     p.add_argument("--port", type=int, default=29500, help="base rendezvous port for multi-node tasks")
-    p.add_argument("--out", required=True, help="folder for the scripts and logs/")
+    p.add_argument("-o", "--out", dest="out", required=True, help="folder for the scripts and logs/")
     p.add_argument("--submit", action="store_true", help="submit with sbatch and print the job ids")
 
 

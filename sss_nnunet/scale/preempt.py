@@ -32,6 +32,13 @@ def install() -> None:
         signal.signal(sig, _record)
 
 
+def ignore() -> None:
+    """SIGUSR1 and SIGTERM ignored from now on: for the end of a finished run, whose interpreter
+    teardown would otherwise die of a late signal (Python restores the default actions there)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def requested() -> bool:
     return bool(_received)
 

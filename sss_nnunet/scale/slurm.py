@@ -74,7 +74,8 @@ FOLDS=({_q(farm.folds)})
 task=${{SLURM_ARRAY_TASK_ID:-0}}
 config=${{CONFIGS[$((task / ${{#FOLDS[@]}}))]}}
 fold=${{FOLDS[$((task % ${{#FOLDS[@]}}))]}}
-job=${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}_$task
+job=$SLURM_JOB_ID  # this task only: the last task of an array shares its job id with the whole array
+[ -n "${{SLURM_ARRAY_JOB_ID:-}}" ] && job=${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}
 if [ "${{SLURM_NNODES:-1}}" -gt 1 ]; then
     head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
     port=$(( {farm.port} + SLURM_JOB_ID % 1000 ))
@@ -88,7 +89,7 @@ preempted=0
 forward_usr1() {{  # the warning of --signal: the trainers checkpoint after their current iteration
     preempted=1
     echo "$(date -Is) task $job: SIGUSR1, asking the training to checkpoint"
-    scancel --signal=USR1 "$SLURM_JOB_ID"
+    scancel --signal=USR1 "$job"
 }}
 trap forward_usr1 USR1
 

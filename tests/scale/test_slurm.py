@@ -49,9 +49,9 @@ def test_bad_input_is_one_line(plans_only, tmp_path, capsys):
 
 
 def test_generated_scripts(plans_only, tmp_path):
-    assert cli(["slurm", "-d", "977", "-c", "3d_fullres", "2d", "-tr", "ScaleTestTrainer", "--folds", "1", "3",
+    assert cli(["slurm", "-d", "977", "-c", "3d_fullres", "2d", "-tr", "ScaleTestTrainer", "-f", "1", "3",
                 "--nodes", "2", "--gpus-per-node", "4", "--partition", "gpu", "--time", "2:00:00",
-                "--sbatch=--constraint=a100", "--signal-lead", "600", "--out", str(tmp_path / "out")]) == 0
+                "--sbatch=--constraint=a100", "--signal-lead", "600", "-o", str(tmp_path / "out")]) == 0
     train = (tmp_path / "out" / "train_folds.sbatch").read_text()
     for line in ("#SBATCH --array=0-3", "CONFIGS=(3d_fullres 2d)",
                  "#SBATCH --nodes=2", "#SBATCH --gpus-per-node=4", "#SBATCH --requeue",
@@ -126,6 +126,7 @@ def test_array_with_requeues_then_find_best(planned, slurm, tmp_path):
         assert "Epoch 1" in resumed and "Epoch 0" not in resumed
     task2 = next(v for k, v in logs.items() if k.endswith(f"_{train}_2.out"))
     assert "SIGUSR1, asking the training to checkpoint" in task2 and "requeued" in task2
+    assert "preempted" not in training_log(results, 0)  # a signal for task 2 reaches task 2 only
     for fold in (0, 1, 2):
         assert (results / RESULTS / f"fold_{fold}" / "checkpoint_final.pth").is_file()
         assert (results / RESULTS / f"fold_{fold}" / "validation" / "summary.json").is_file()
