@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sss_nnunet.evaluation.cli", "Dice / HD95 tables for a prediction folder"),
     "compare": ("sss_nnunet.compare.cli", "train trainers with one budget, score them on the test cases, tabulate"),
     "attention": ("sss_nnunet.attention.cli", "Bi-WKV attention maps of a query voxel for every Stage-Scan block"),
+    "slurm": ("sss_nnunet.scale.cli", "sbatch scripts: folds as a torchrun array job, then find_best_configuration"),
 }
 
 DESCRIPTION = """\
