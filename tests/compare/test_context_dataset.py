@@ -133,3 +133,29 @@ def test_context2d_dataset_layout(tmp_path):
     assert folder.name == "Dataset993_SSSContext2D"
     meta = json.loads((folder / "dataset.json").read_text())
     assert meta["labels"] == LABELS and len(list((folder / "labelsTs").glob("*.nii.gz"))) == 2
+
+
+def test_context2d_rwkv_stages_see_several_windows():
+    """On the 2d topology nnU-Net plans for the 256 x 256 set (7 stages), the first RWKV stages split their maps
+    into several global windows (and finer local ones): the Stage-Scan window mechanisms are active there,
+    unlike on the 4-stage context3d / MNI152 plans."""
+    import math
+
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+    from torch import nn
+
+    from sss_nnunet.datasets.synthetic_context import SHAPE_2D
+    from sss_nnunet.network import RWKVSSS
+
+    _, pool, kernels, patch, _ = get_pool_and_conv_props((1.0, 1.0), SHAPE_2D, 4, 999999)
+    assert list(patch) == list(SHAPE_2D) and len(pool) == 7
+    net = RWKVSSS(1, 3, len(pool), [min(32 * 2 ** s, 512) for s in range(len(pool))], nn.Conv2d, kernels,
+                  [list(p) for p in pool])
+    size, counts = list(patch), []
+    for s, stage in enumerate(net.encoder):
+        size = [math.ceil(a / b) for a, b in zip(size, pool[s])]
+        for block in (m for m in stage if type(m).__name__ == "StageScanBlock"):
+            _, glob, local, _ = block.partition(tuple(size))
+            counts.append((glob.n_windows, local.n_windows))
+    assert len(counts) >= 3 and counts[0][0] >= 4 and counts[-1][0] == 1, counts
+    assert all(lo > g for g, lo in counts), counts
