@@ -120,10 +120,12 @@ def export_network(network, example, path: Path, opset: int = DEFAULT_OPSET) -> 
     """Trace ``network`` (eval mode, float32) on ``example`` (1, C, *patch) into ``path`` (one file)."""
     import torch
 
+    from sss_nnunet.kernels import onnx_export_mode
+
     onnx = require("onnx")
     require("onnxscript")
     network.eval()
-    with torch.no_grad(), _restored_tensor_cache():
+    with torch.no_grad(), _restored_tensor_cache(), onnx_export_mode():
         torch.onnx.export(network, (example,), str(path), dynamo=True, opset_version=opset, external_data=False,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
     model = onnx.load(str(path))

@@ -17,7 +17,9 @@ that does not pass one explicitly (except during ONNX export, which always uses 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
@@ -29,6 +31,7 @@ from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
 
 BACKENDS = ("naive", "torch", "triton", "onnx")
 ENV_BACKEND = "SSS_BI_WKV_BACKEND"
+_EXPORTING = False  # set by ``onnx_export_mode``
 # FLOPs per (batch, token, channel): two directional scans (~10 each) plus the combine;
 # the backward pass rescans four times.
 FWD_FLOPS_PER_ELEMENT = 32
@@ -43,10 +46,25 @@ def _triton_module() -> ModuleType:
     return triton_kernels
 
 
+@contextlib.contextmanager
+def onnx_export_mode() -> Iterator[None]:
+    """Every ``bi_wkv`` call without an explicit backend uses ``onnx`` inside this block.
+
+    ``torch.onnx.is_in_onnx_export()`` already says so during ``torch.onnx.export``, except where
+    the exporter falls back to ``torch.export(strict=True)``: TorchDynamo folds that function to
+    False. Wrap the export in this context and the choice holds on every capture path."""
+    global _EXPORTING
+    before, _EXPORTING = _EXPORTING, True
+    try:
+        yield
+    finally:
+        _EXPORTING = before
+
+
 def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
     """Explicit argument, else ``onnx`` during ONNX export, else ``$SSS_BI_WKV_BACKEND``, else
     triton on CUDA and torch elsewhere."""
-    if not backend and torch.onnx.is_in_onnx_export():
+    if not backend and (_EXPORTING or torch.onnx.is_in_onnx_export()):
         return "onnx"
     choice = backend or os.environ.get(ENV_BACKEND, "auto") or "auto"
     if choice == "auto":
