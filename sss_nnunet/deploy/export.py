@@ -152,7 +152,6 @@ def export_trained_model(folder: Path, fold: str, out: Path, checkpoint: str = "
                          opset: int = DEFAULT_OPSET, overwrite: bool = False, seed: int = 0) -> dict:
     """Export fold ``fold`` of the model in ``folder`` to ``out``; returns the manifest."""
     import torch
-
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
     for name in ("onnx", "onnxscript", "onnxruntime"):
