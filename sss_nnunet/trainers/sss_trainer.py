@@ -16,6 +16,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from sss_nnunet.network import RWKVSSS
+from sss_nnunet.network.checkpointing import apply_checkpointing
 from sss_nnunet.trainers.schedule import WarmupCosineLR
 
 _CUDA = torch.device("cuda")  # nnU-Net's default device
@@ -56,6 +57,8 @@ class SSSTrainer(nnUNetTrainer):
     """
 
     network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
+    # activation checkpointing (network/checkpointing.py): none | rwkv (Stage-Scan blocks) | all (+ conv blocks)
+    checkpoint: str = "none"
     epochs: int | None = None  # short-run variants
     epochs_env: str | None = None  # environment variable that overrides ``epochs``
     iterations_per_epoch: int | None = None
@@ -94,8 +97,10 @@ class SSSTrainer(nnUNetTrainer):
         """Also used by ``nnUNetv2_predict`` to rebuild the trained network from the checkpoint."""
         kwargs = network_kwargs_from_plans(configuration_manager)
         kwargs.update(cls.network_overrides)
-        return RWKVSSS(input_channels=num_input_channels, num_classes=num_output_channels,
-                       deep_supervision=enable_deep_supervision, **kwargs)
+        network = RWKVSSS(input_channels=num_input_channels, num_classes=num_output_channels,
+                          deep_supervision=enable_deep_supervision, **kwargs)
+        apply_checkpointing(network, cls.checkpoint)
+        return network
 
     def configure_optimizers(self):
         decay, no_decay = [], []
