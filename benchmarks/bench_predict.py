@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         (root / "raw" / NAME / "dataset.json").write_text(json.dumps(ds))
         for trainer in args.trainers:
             write_untrained_model(root / "results", trainer, pl, ds)
-            if args.onnx:
+            if args.onnx and not (root / f"onnx_{trainer}" / "manifest.json").is_file():  # kept in --workdir
                 timed([str(BIN / "sss-nnunet"), "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr",
                        trainer, "--out", str(root / f"onnx_{trainer}")], env)
         settings = {"both": [True, False], "on": [True], "off": [False]}[args.tta]

@@ -214,6 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise SSSError(f"{args.out} already exists (use --overwrite to replace it)")
     folder = model_folder(str(args.dataset), args.trainer, args.plans, args.configuration)
     manifest = export_trained_model(folder, str(args.fold), args.out, args.checkpoint, args.opset, args.overwrite)
     check = manifest["check"]
