@@ -1,6 +1,6 @@
 # Shared code of run_evaluation_{synapse,acdc,brats}.sh -- sourced, not run.
 #
-# The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate --dataset` key),
+# The sourcing script sets EVAL_DATASET (the `sss-nnunet evaluate -d` key),
 # EVAL_DATASET_ID (default nnU-Net id) and EVAL_TITLE, optionally EVAL_CONFIG (default
 # configuration, 3d_fullres) and EVAL_USAGE_ARG (words after the script name in the usage line),
 # then calls `sss_eval_main "$@"`.
@@ -16,23 +16,26 @@ Predict the ${EVAL_TITLE} test set (\$nnUNet_raw/DatasetNNN_*/imagesTs) with the
 nnUNetv2_predict, evaluate it against labelsTs with 'sss-nnunet evaluate', print the table.
 
 Options:
-  --trainer NAME    trainer class (default: SSSTrainer)
-  --fold F          fold whose checkpoint predicts (default: 0)
+  -tr TRAINER       trainer class (default: SSSTrainer)
+  -f FOLD           fold whose checkpoint predicts: 0-4 or all (nnU-Net's fold_all; default: 0)
   --ensemble        ensemble of folds 0 1 2 3 4 instead of one fold
-  --config NAME     nnU-Net configuration (default: ${EVAL_CONFIG:-3d_fullres})
-  --plans NAME      plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after 'sss-nnunet plan')
+  -c CONFIG         nnU-Net configuration (default: ${EVAL_CONFIG:-3d_fullres})
+  -p PLANS          plans identifier (default: nnUNetPlans, as the training scripts; SSSPlans after 'sss-nnunet plan')
   --protocol P      paper | strict (default: paper; see 'sss-nnunet evaluate -h')
-  -d, --dataset ID  nnU-Net dataset id (default: ${EVAL_DATASET_ID})
-  --checkpoint F    checkpoint file name (default: checkpoint_final.pth)
-  --device D        nnUNetv2_predict -device (cuda, cpu, mps; default: nnU-Net's)
-  --output DIR      prediction folder (default: \$nnUNet_results/<dataset>/
+  -d ID             nnU-Net dataset id (default: ${EVAL_DATASET_ID})
+  -chk FILE         checkpoint file name (default: checkpoint_final.pth)
+  -device D         nnUNetv2_predict -device (cuda, cpu, mps; default: nnU-Net's)
+  -o DIR            prediction folder (default: \$nnUNet_results/<dataset>/
                     <trainer>__<plans>__<config>/predictions_imagesTs_<fold_F|ensemble>)
-  --workers N       evaluation processes (default: sss-nnunet's)
+  -np N             evaluation processes (default: sss-nnunet evaluate's)
   --dry-run         print the commands instead of running them
   -h, --help        show this help
 
-Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set, and, for our
-trainers, nnUNet_extTrainer (see README).
+Old spellings still work, with a warning: --trainer, --fold, --config, --plans, --dataset,
+--checkpoint, --device, --output, --workers.
+
+Needs nnUNet_raw, nnUNet_preprocessed and nnUNet_results to be set. Everything cheap (the fold,
+the trainer name, the variables, the dataset and model folders) is checked before predicting.
 EOF
 }
 
@@ -40,6 +43,9 @@ sss_die() {
     echo "$(basename "$0"): error: $*" >&2
     exit 2
 }
+
+# One line on stderr for an old option spelling: sss_deprecated OLD NEW
+sss_deprecated() { echo "$(basename "$0"): warning: $1 is deprecated, use $2" >&2; }
 
 # Print (dry run) or run a command.
 sss_run() {
@@ -91,37 +97,55 @@ sss_check_model() {
             if [[ "$DRY_RUN" == 1 ]]; then echo "# warning: $msg" >&2; else sss_die "$msg"; fi
         fi
     done
-    if [[ "$TRAINER" != nnUNetTrainer* && -z "${nnUNet_extTrainer:-}" ]]; then
-        echo "# warning: nnUNet_extTrainer is not set: nnUNetv2_predict only finds built-in trainers" >&2
-    fi
+}
+
+# The python that runs sss-nnunet (the environment it is installed in), else python3.
+sss_python() {
+    local cli
+    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
+    echo python3
+}
+
+sss_check_trainer() {
+    local py message
+    py=$(sss_python)
+    "$py" -c "import sss_nnunet" 2>/dev/null ||
+        sss_die "cannot check -tr $TRAINER: $py cannot import sss_nnunet (activate the environment it is installed in)"
+    message=$("$py" -m sss_nnunet.trainer_names "$TRAINER" 2>&1) || sss_die "-tr: $message"
 }
 
 sss_eval_main() {
     TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=${EVAL_CONFIG:-3d_fullres} PLANS=nnUNetPlans PROTOCOL=paper
     DATASET_ID=$EVAL_DATASET_ID CHECKPOINT=checkpoint_final.pth DEVICE="" OUTPUT="" WORKERS="" DRY_RUN=0
     local extra=()
+    local -A old=([--trainer]=-tr [--fold]=-f [--config]=-c [--plans]=-p [--dataset]=-d [--checkpoint]=-chk
+        [--device]=-device [--output]=-o [--workers]=-np)
     while (($#)); do
+        if [[ -n "$1" && -n "${old[$1]:-}" ]]; then  # old spelling -> new one
+            sss_deprecated "$1" "${old[$1]}"
+            set -- "${old[$1]}" "${@:2}"
+        fi
         case "$1" in
             -h | --help) sss_usage; exit 0 ;;
-            --trainer) TRAINER=${2:?--trainer needs a value}; shift 2 ;;
-            --fold) FOLD=${2:?--fold needs a value}; shift 2 ;;
+            -tr) TRAINER=${2:?-tr needs a value}; shift 2 ;;
+            -f) FOLD=${2:?-f needs a value}; shift 2 ;;
             --ensemble) ENSEMBLE=1; shift ;;
-            --config) CONFIG=${2:?--config needs a value}; shift 2 ;;
-            --plans) PLANS=${2:?--plans needs a value}; shift 2 ;;
+            -c) CONFIG=${2:?-c needs a value}; shift 2 ;;
+            -p) PLANS=${2:?-p needs a value}; shift 2 ;;
             --protocol) PROTOCOL=${2:?--protocol needs a value}; shift 2 ;;
-            -d | --dataset) DATASET_ID=${2:?--dataset needs a value}; shift 2 ;;
-            --checkpoint) CHECKPOINT=${2:?--checkpoint needs a value}; shift 2 ;;
-            --device) DEVICE=${2:?--device needs a value}; shift 2 ;;
-            --output) OUTPUT=${2:?--output needs a value}; shift 2 ;;
-            --workers) WORKERS=${2:?--workers needs a value}; shift 2 ;;
+            -d) DATASET_ID=${2:?-d needs a value}; shift 2 ;;
+            -chk) CHECKPOINT=${2:?-chk needs a value}; shift 2 ;;
+            -device) DEVICE=${2:?-device needs a value}; shift 2 ;;
+            -o) OUTPUT=${2:?-o needs a value}; shift 2 ;;
+            -np) WORKERS=${2:?-np needs a value}; shift 2 ;;
             --dry-run) DRY_RUN=1; shift ;;
             --) shift; extra=("$@"); break ;;
             *) sss_usage >&2; sss_die "unknown argument: $1" ;;
         esac
     done
     [[ "$PROTOCOL" == paper || "$PROTOCOL" == strict ]] || sss_die "--protocol must be paper or strict"
-    [[ "$DATASET_ID" =~ ^[0-9]{1,3}$ ]] || sss_die "--dataset must be a numeric nnU-Net id, got '$DATASET_ID'"
-    [[ "$FOLD" =~ ^[0-9]+$ || "$FOLD" == all ]] || sss_die "--fold must be a number or 'all', got '$FOLD'"
+    [[ "$DATASET_ID" =~ ^[0-9]{1,3}$ ]] || sss_die "-d must be a numeric nnU-Net id, got '$DATASET_ID'"
+    [[ "$FOLD" =~ ^[0-4]$ || "$FOLD" == all ]] || sss_die "-f must be 0, 1, 2, 3, 4 or 'all', got '$FOLD'"
     local label
     if [[ "$ENSEMBLE" == 1 ]]; then
         FOLDS=(0 1 2 3 4) label=ensemble
@@ -130,6 +154,7 @@ sss_eval_main() {
     fi
 
     sss_check_env
+    sss_check_trainer
     sss_find_dataset
     sss_check_model
     if [[ "$DRY_RUN" != 1 ]]; then
@@ -143,9 +168,9 @@ sss_eval_main() {
         -tr "$TRAINER" -p "$PLANS" -f "${FOLDS[@]}" -chk "$CHECKPOINT")
     if [[ -n "$DEVICE" ]]; then predict+=(-device "$DEVICE"); fi
     predict+=("${extra[@]}")
-    local evaluate=(sss-nnunet evaluate --pred "$out" --gt "$raw/labelsTs" --dataset "$EVAL_DATASET"
+    local evaluate=(sss-nnunet evaluate --pred "$out" --gt "$raw/labelsTs" -d "$EVAL_DATASET"
         --protocol "$PROTOCOL" --method-name "$TRAINER $label" --overwrite --quiet)
-    if [[ -n "$WORKERS" ]]; then evaluate+=(--workers "$WORKERS"); fi
+    if [[ -n "$WORKERS" ]]; then evaluate+=(-np "$WORKERS"); fi
 
     if [[ "$DRY_RUN" == 1 ]]; then
         echo "# dry run: $EVAL_TITLE, $DATASET_FOLDER, $TRAINER $label, protocol $PROTOCOL"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Predict the BraTS (MSD Task01, 24 test cases; WT/TC/ET) test set with nnUNetv2_predict, evaluate, print the table.
-# Usage: run_evaluation_brats.sh [--trainer SSSTrainer] [--fold 0 | --ensemble] [--protocol paper|strict] [--dry-run]; -h for all options.
+# Usage: run_evaluation_brats.sh [-tr SSSTrainer] [-f 0 | --ensemble] [--protocol paper|strict] [--dry-run]; -h for all options.
 set -euo pipefail
 EVAL_DATASET=brats
 EVAL_DATASET_ID=804

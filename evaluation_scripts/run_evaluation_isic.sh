@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Predict an ISIC test set (imagesTs, 2d configuration) with nnUNetv2_predict, evaluate mIoU/DSC/Acc/Spe/Sen
 # (pooled as VM-UNet and per image) beside the published VM-UNet / Zig-RiR numbers, print the table.
-# Usage: run_evaluation_isic.sh isic2016|isic2017|isic2018 [--trainer SSSTrainer] [--fold 0 | --ensemble] [--dry-run]; -h for all options.
+# Usage: run_evaluation_isic.sh isic2016|isic2017|isic2018 [-tr SSSTrainer] [-f 0 | --ensemble] [--dry-run]; -h for all options.
 set -euo pipefail
 case ${1:-} in
     isic2016) EVAL_DATASET_ID=806 EVAL_TITLE="ISIC 2016 (official 379 test images, Zig-RiR protocol)" ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Predict the Synapse (BTCV 8 organs, 12 test cases) test set with nnUNetv2_predict, evaluate, print the table.
-# Usage: run_evaluation_synapse.sh [--trainer SSSTrainer] [--fold 0 | --ensemble] [--protocol paper|strict] [--dry-run]; -h for all options.
+# Usage: run_evaluation_synapse.sh [-tr SSSTrainer] [-f 0 | --ensemble] [--protocol paper|strict] [--dry-run]; -h for all options.
 set -euo pipefail
 EVAL_DATASET=synapse
 EVAL_DATASET_ID=801

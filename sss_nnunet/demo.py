@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from sss_nnunet import cli_args
 from sss_nnunet.datasets import synthetic
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_output
@@ -36,22 +37,34 @@ from sss_nnunet.io import atomic_output
 NNUNET_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 CONFIG = "3d_fullres"
 
+DESCRIPTION = """\
+The whole pipeline on a built-in synthetic CT dataset (Dataset990_SSSDemo: 20 training and 6 held-out
+test cases), on the CPU, with the stock nnU-Net commands: generate the dataset,
+nnUNetv2_plan_and_preprocess, nnUNetv2_train with SSSTrainer_demo (a short run), nnUNetv2_predict on
+the test cases, sss-nnunet evaluate (strict protocol). Prints a per-organ Dice table and writes
+plots and logs to WORKDIR/demo_output. nnU-Net's folders are put under --workdir, not your own
+nnUNet_raw/_preprocessed/_results unless you pass --use-env."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("sss_demo_work"),
                         help="folder for the dataset, nnU-Net's folders, logs and results (default: ./sss_demo_work)")
     parser.add_argument("--use-env", action="store_true",
                         help="use the nnUNet_raw/_preprocessed/_results already set instead of the workdir")
-    parser.add_argument("--id", type=int, default=synthetic.DEFAULT_ID, help="dataset id (default: 990)")
-    parser.add_argument("--train-cases", type=int, default=20)
-    parser.add_argument("--test-cases", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trainer", default="SSSTrainer_demo", help="nnU-Net trainer (default: SSSTrainer_demo)")
-    parser.add_argument("--fold", default="0", help="fold to train, 0-4 or all (default: 0)")
+    parser.add_argument("-d", dest="id", type=int, default=synthetic.DEFAULT_ID, metavar="ID",
+                        help="dataset id (default: 990)")
+    parser.add_argument("--train-cases", type=int, default=20, metavar="N", help="training cases (default: 20)")
+    parser.add_argument("--test-cases", type=int, default=6, metavar="N", help="held-out test cases (default: 6)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed (default: 0)")
+    cli_args.add_trainer(parser, default="SSSTrainer_demo")
+    cli_args.add_fold(parser, default="0")
     parser.add_argument("--overwrite", action="store_true", help="delete an earlier demo run of this dataset id")
     parser.add_argument("--compare", action="store_true",
-                        help="train nnU-Net's nnUNetTrainer beside --trainer at the same budget (sss-nnunet compare) "
+                        help="train nnU-Net's nnUNetTrainer beside -tr at the same budget (sss-nnunet compare) "
                              "and show both on the test cases")
+    cli_args.deprecate(parser, "--id", "-d")
+    cli_args.deprecate(parser, "--trainer", "-tr")
+    cli_args.deprecate(parser, "--fold", "-f")
 
 
 def demo_env(workdir: Path, use_env: bool, base: dict | None = None) -> dict[str, str]:
@@ -190,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
     steps.start("evaluate (sss-nnunet evaluate, strict protocol)")
     evaluation = out / "evaluation"
     run_step("evaluate", ["sss-nnunet", "evaluate", "--pred", str(pred), "--gt", str(raw / "labelsTs"),
-                          "--dataset", str(args.id), "--protocol", "strict", "--out", str(evaluation),
-                          "--workers", "2", "--quiet"], env, logs / "evaluate.log")
+                          "-d", str(args.id), "--protocol", "strict", "--out", str(evaluation),
+                          "-np", "2", "--quiet"], env, logs / "evaluate.log")
 
     steps.start("results")
     summary = json.loads((evaluation / "summary.json").read_text())

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # ISIC skin lesions (2D, RGB): convert -> nnUNetv2_plan_and_preprocess -c 2d -> nnUNetv2_train ID 2d. See --help.
-#   run_training_isic.sh isic2017 0 --raw /data/ISIC2017     # VM-UNet protocol: 7:3 split, 256x256
-#   run_training_isic.sh isic2016 all --raw /data/ISIC2016   # Zig-RiR protocol: official 900/379, 512x512
+#   run_training_isic.sh isic2017 -f 0 --raw /data/ISIC2017     # VM-UNet protocol: 7:3 split, 256x256
+#   run_training_isic.sh isic2016 -f all --raw /data/ISIC2016   # Zig-RiR protocol: official 900/379, 512x512
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 isic_usage() {
     cat <<USAGE
-usage: $SSS_SCRIPT DATASET [FOLD] [--resize H[xW]|none] [--split FILE] [--seed N] [options, see DATASET --help]
+usage: $SSS_SCRIPT DATASET [-f FOLD] [--resize H[xW]|none] [--split FILE] [--seed N] [options, see DATASET --help]
 
 DATASET is one of
   isic2016   ISIC 2016 (Dataset806), Zig-RiR protocol: official 900 train / 379 test, resized to 512x512

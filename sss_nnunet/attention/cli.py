@@ -17,17 +17,26 @@ import argparse
 import sys
 from pathlib import Path
 
+from sss_nnunet import cli_args
 from sss_nnunet.errors import SSSError
 
 SCANS = ("raster", "zigzag", "stage")
 
+DESCRIPTION = """\
+What each Stage-Scan block of a trained RWKV-SSS model attends to, for one query voxel of a case:
+the exact Bi-WKV weights of the query over all tokens, per block and mix (global, local), mapped
+back to the voxels of the input image. Writes, in the image's geometry,
+attention_stage<S>b<B>_<mix>.nii.gz (mean over channels, a density that sums to 1) and
+..._spread.nii.gz (standard deviation over channels), stage<S>.png, summary.png and summary.json.
+--compare-scans adds the maps with the scan switched to raster, zigzag and stage."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", dest="dataset", required=True, help="dataset name or ID")
-    parser.add_argument("-tr", dest="trainer", required=True, help="trainer class, e.g. SSSTrainer")
-    parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres or 2d")
-    parser.add_argument("-f", dest="fold", required=True, help="fold (0-4 or all)")
+    cli_args.add_dataset(parser)
+    cli_args.add_trainer(parser)
+    cli_args.add_plans(parser)
+    cli_args.add_configuration(parser)
+    cli_args.add_fold(parser, default=None)
     parser.add_argument("-i", dest="image", required=True, nargs="+", type=Path,
                         help="the case's image file(s); a single CASE_0000 file finds its other channels")
     query = parser.add_mutually_exclusive_group()
@@ -39,10 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", nargs="+", type=int, help="encoder stages to analyse (default: all RWKV stages)")
     parser.add_argument("--compare-scans", action="store_true",
                         help="also compute the maps with the scan switched to raster, zigzag and stage")
-    parser.add_argument("--out", type=Path, help="output folder (default ./attention_<case>)")
-    parser.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name")
-    parser.add_argument("-device", dest="device", default=None, choices=("cpu", "cuda"),
-                        help="default: cuda if available, else cpu")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (default ./attention_<case>)")
+    parser.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth",
+                        help="checkpoint file name (default: checkpoint_final.pth)")
+    cli_args.add_device(parser)
+    cli_args.deprecate(parser, "--device", "-device")
+    cli_args.deprecate(parser, "--checkpoint", "-chk")
 
 
 def _device(name: str | None):

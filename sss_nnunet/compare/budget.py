@@ -7,8 +7,13 @@ returns ``T_budget(BudgetMixin, T)``. The folder is put on ``nnUNet_extTrainer``
 ``nnUNetv2_train`` / ``nnUNetv2_predict`` child processes only; nnU-Net's files are never edited.
 
 What the budget fixes (:class:`Budget`): the number of epochs, training iterations per epoch
-and validation iterations per epoch; patch and batch size stay those of the plans. Each trainer
-keeps its own optimiser and learning-rate schedule, run over the budget's epochs.
+and validation iterations per epoch, and optionally one batch size for every trainer (nnU-Net's
+ResEnc presets plan batches of up to 100 % of a small dataset, 20x the default plans' batch on the
+synthetic sets); the patch size stays that of the plans. With the recipe
+``own`` each trainer keeps its own optimiser and learning-rate schedule, run over the budget's
+epochs; with ``sss`` or ``nnunet`` (:mod:`sss_nnunet.trainers.recipes`) the generated subclass's
+``configure_optimizers`` returns that recipe's optimiser and schedule instead, whatever the trainer.
+A trainer that builds its optimiser elsewhere is refused (:func:`check_optimizer`).
 
 Seeding (``SSS_COMPARE_SEED``, default 0), done in ``initialize`` before the network is built:
 ``random``, ``numpy`` and ``torch`` (CPU and CUDA) in the training process, so weight
@@ -44,7 +49,8 @@ SEED_ENV = "SSS_COMPARE_SEED"
 STATS_FILE = "compare_stats.json"
 SUFFIX = "_budget"
 EXT_ENV = "nnUNet_extTrainer"
-CURVES = ("train_losses", "val_losses", "mean_fg_dice", "ema_fg_dice", "lrs")
+CURVES = ("train_losses", "val_losses", "mean_fg_dice", "ema_fg_dice", "lrs", "epoch_start_timestamps",
+          "epoch_end_timestamps")
 
 
 @dataclass(frozen=True)
@@ -54,27 +60,34 @@ class Budget:
     epochs: int
     iterations_per_epoch: int
     val_iterations_per_epoch: int
+    batch_size: int | None = None  # None: each trainer's plans' batch size
 
     @property
     def iterations(self) -> int:
         return self.epochs * self.iterations_per_epoch
 
     @classmethod
-    def split(cls, iterations: int, per_epoch: int, val_iterations: int) -> Budget:
+    def split(cls, iterations: int, per_epoch: int, val_iterations: int, batch_size: int | None = None) -> Budget:
         """At least ``iterations`` training iterations in equal epochs of at most ``per_epoch``:
         ``epochs = ceil(iterations / per_epoch)``, then ``ceil(iterations / epochs)`` per epoch
         (e.g. 310 with 25 per epoch -> 13 x 24 = 312)."""
         if iterations < 1 or per_epoch < 1 or val_iterations < 1:
             raise ValueError("iterations, iterations per epoch and validation iterations must be >= 1")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("the batch size must be >= 1")
         epochs = math.ceil(iterations / per_epoch)
-        return cls(epochs, math.ceil(iterations / epochs), val_iterations)
+        return cls(epochs, math.ceil(iterations / epochs), val_iterations, batch_size)
 
     def describe(self) -> str:
+        batch = f", batch {self.batch_size} for every trainer" if self.batch_size else ""
         return (f"{self.iterations} training iterations ({self.epochs} epochs x {self.iterations_per_epoch}), "
-                f"{self.val_iterations_per_epoch} validation iterations per epoch")
+                f"{self.val_iterations_per_epoch} validation iterations per epoch{batch}")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "iterations": self.iterations}
+        d = {**asdict(self), "iterations": self.iterations}
+        if self.batch_size is None:  # results written before the option existed stay comparable
+            del d["batch_size"]
+        return d
 
 
 def seed_everything(seed: int) -> None:
@@ -122,6 +135,7 @@ class BudgetMixin:
     """
 
     budget: dict = {}
+    recipe: str | None = None  # a name in sss_nnunet.trainers.recipes; None: the trainer's own
 
     def initialize(self):
         if not self.was_initialized:
@@ -129,13 +143,37 @@ class BudgetMixin:
             self.num_epochs = b["epochs"]
             self.num_iterations_per_epoch = b["iterations_per_epoch"]
             self.num_val_iterations_per_epoch = b["val_iterations_per_epoch"]
+            if b.get("batch_size"):  # before nnU-Net's initialize splits the batch over DDP ranks
+                self.configuration_manager.configuration["batch_size"] = b["batch_size"]
+                self.batch_size = b["batch_size"]
             self.save_every = max(1, min(self.save_every, b["epochs"]))
             self.compare_seed = int(os.environ.get(SEED_ENV, "0"))
             seed_everything(self.compare_seed)
             self._compare_train_seconds = []
+            if self.recipe is not None:
+                from sss_nnunet.trainers.recipes import get_recipe
+
+                r = get_recipe(self.recipe)
+                self.initial_lr, self.weight_decay = r.lr, r.weight_decay  # what nnU-Net logs
             self.print_to_log_file(f"sss-nnunet compare budget: {b} (plans' patch and batch), seed "
                                    f"{self.compare_seed}", also_print_to_console=True)
         super().initialize()
+
+    def configure_optimizers(self):
+        """The recipe's optimiser and schedule (the trainer's own for ``recipe=None``)."""
+        if self.recipe is None:
+            optimizer, scheduler = super().configure_optimizers()
+        else:
+            from sss_nnunet.trainers.recipes import get_recipe
+
+            optimizer, scheduler = get_recipe(self.recipe).build(self.network, self.num_epochs)
+        self._compare_optimizer = optimizer
+        return optimizer, scheduler
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.recipe is not None:
+            check_optimizer(self)
 
     def get_dataloaders(self):
         """nnU-Net's loaders, with seeded augmentation workers (see the module docstring)."""
@@ -203,6 +241,8 @@ class BudgetMixin:
             "patch_size": [int(p) for p in self.configuration_manager.patch_size],
             "batch_size": int(self.batch_size),
             "parameters": int(sum(p.numel() for p in self.network.parameters())),
+            "recipe_name": self.recipe or "own",
+            "recipe": describe_recipe(self),
             "train_seconds_per_epoch": self._compare_train_seconds,
             "seconds_per_iteration": statistics.median(per_iteration) if per_iteration else None,
             "seconds_per_iteration_mean": statistics.fmean(per_iteration) if per_iteration else None,
@@ -212,22 +252,55 @@ class BudgetMixin:
         })
 
 
-def budget_subclass(base_name: str, budget: dict, module: str, module_file: str) -> type:
-    """``<base_name>_budget``: ``BudgetMixin`` before the trainer nnU-Net finds as ``base_name``,
-    with ``budget`` (:meth:`Budget.as_dict`). Called by the generated module ``module`` (whose
-    folder ``module_file`` is left out of the lookup)."""
-    base = find_trainer(base_name, exclude=[os.path.dirname(os.path.abspath(module_file))])
-    cls = type(base_name + SUFFIX, (BudgetMixin, base), {
-        "budget": dict(budget), "__module__": module,
-        "__doc__": f"{base_name} under the sss-nnunet compare budget {budget}.",
+def check_optimizer(trainer) -> None:
+    """The optimiser the trainer trains with must be the one ``configure_optimizers`` returned
+    (else a recipe could not replace it): ``RuntimeError`` naming the trainer otherwise."""
+    if getattr(trainer, "optimizer", None) is None or trainer.optimizer is not getattr(trainer, "_compare_optimizer",
+                                                                                      None):
+        base = type(trainer).__mro__[2].__name__
+        raise RuntimeError(f"trainer {base} does not build its optimiser in configure_optimizers (it uses "
+                           f"{type(getattr(trainer, 'optimizer', None)).__name__}): a --recipe cannot replace it")
+
+
+def describe_recipe(trainer) -> dict:
+    """Optimiser class and arguments, schedule, warm-up and gradient clipping of a built trainer."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from sss_nnunet.trainers.recipes import describe_optimizer
+
+    owner = next(c for c in type(trainer).__mro__ if "train_step" in c.__dict__)
+    clip = ("clip_grad_norm 12 (nnU-Net's train_step)" if owner is nnUNetTrainer
+            else f"the trainer's own train_step ({owner.__name__})")
+    return describe_optimizer(trainer.optimizer, trainer.lr_scheduler, clip)
+
+
+def budget_class_name(base_name: str, recipe: str | None = None) -> str:
+    """``T_budget`` (the trainer's own recipe) or ``T_<recipe>Recipe_budget``."""
+    return base_name + (f"_{recipe}Recipe" if recipe else "") + SUFFIX
+
+
+def make_budget_class(base: type, budget: dict, recipe: str | None = None, module: str = __name__) -> type:
+    """``BudgetMixin`` before ``base`` with ``budget`` and ``recipe``, named :func:`budget_class_name`."""
+    return type(budget_class_name(base.__name__, recipe), (BudgetMixin, base), {
+        "budget": dict(budget), "recipe": recipe, "__module__": module,
+        "__doc__": f"{base.__name__} under the sss-nnunet compare budget {budget}, recipe {recipe or 'own'}.",
     })
+
+
+def budget_subclass(base_name: str, budget: dict, module: str, module_file: str, recipe: str | None = None) -> type:
+    """``<base_name>[_<recipe>Recipe]_budget``: ``BudgetMixin`` before the trainer nnU-Net finds as
+    ``base_name``, with ``budget`` (:meth:`Budget.as_dict`) and ``recipe`` (None: the trainer's own).
+    Called by the generated module ``module`` (whose folder ``module_file`` is left out of the lookup)."""
+    base = find_trainer(base_name, exclude=[os.path.dirname(os.path.abspath(module_file))])
+    cls = make_budget_class(base, budget, recipe, module)
     sys.modules[module].__dict__.setdefault(cls.__name__, cls)
     return cls
 
 
-def module_source(base_name: str, budget: Budget) -> str:
-    """Text of the generated module that defines ``<base_name>_budget``."""
-    return (f'"""Generated by `sss-nnunet compare`: {base_name} with the budget {budget.describe()}.\n'
-            f'Found by nnU-Net through nnUNet_extTrainer; see sss_nnunet.compare.budget."""\n\n'
-            f"from sss_nnunet.compare.budget import budget_subclass\n\n"
-            f"{base_name}{SUFFIX} = budget_subclass({base_name!r}, {budget.as_dict()!r}, __name__, __file__)\n")
+def module_source(base_name: str, budget: Budget, recipe: str | None = None) -> str:
+    """Text of the generated module that defines :func:`budget_class_name` ``(base_name, recipe)``."""
+    return (f'"""Generated by `sss-nnunet compare`: {base_name} with the budget {budget.describe()}, '
+            f'recipe {recipe or "own"}.\nFound by nnU-Net through nnUNet_extTrainer; see sss_nnunet.compare.budget."""'
+            f"\n\nfrom sss_nnunet.compare.budget import budget_subclass\n\n"
+            f"{budget_class_name(base_name, recipe)} = budget_subclass({base_name!r}, {budget.as_dict()!r}, "
+            f"__name__, __file__, recipe={recipe!r})\n")

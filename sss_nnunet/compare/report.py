@@ -1,7 +1,8 @@
 """compare.md, compare.json, compare.png (per-class Dice per trainer) and curves.png from run records.
 
-A run record is the ``result.json`` of one trainer and seed (:mod:`sss_nnunet.compare.runner`).
-Numbers over seeds are shown as mean ± sample standard deviation (± omitted for one seed).
+A run record is the ``result.json`` of one row (trainer, plans, recipe) and seed
+(:mod:`sss_nnunet.compare.runner`). Numbers over seeds are shown as mean ± sample standard deviation
+(± omitted for one seed); verdicts against the baseline come from :mod:`sss_nnunet.compare.stats`.
 """
 
 from __future__ import annotations
@@ -45,12 +46,38 @@ def class_list(records: list[dict]) -> list[tuple[str, str]]:
     return []
 
 
+def recipe_text(run: dict) -> str:
+    """``AdamW lr 0.001 wd 0.01, WarmupCosineLR (1 warm-up epochs)`` from a run's recorded recipe."""
+    rec = run.get("stats", {}).get("recipe")
+    if not rec:
+        return run.get("recipe", "own")
+    wds = sorted({g.get("weight_decay") for g in rec["param_groups"] if g.get("weight_decay") is not None})
+    momentum = {g.get("momentum") for g in rec["param_groups"]} - {None}
+    text = f"{run.get('recipe', 'own')}: {rec['optimizer']} lr {rec['lr']:g} wd {'/'.join(f'{w:g}' for w in wds)}"
+    if momentum:
+        text += f" m {'/'.join(f'{m:g}' for m in momentum)}"
+    text += f", {rec['schedule']}"
+    if rec.get("warmup_epochs"):
+        text += f" ({rec['warmup_epochs']} warm-up ep.)"
+    return text
+
+
+def convergence_text(runs: list[dict]) -> str:
+    from sss_nnunet.compare.stats import converged
+
+    flags = {r["seed"]: converged(r) for r in runs}
+    bad = [s for s, f in flags.items() if f is False]
+    if bad:
+        return "not converged (seed " + ", ".join(map(str, bad)) + ")"
+    return "yes" if flags and all(f for f in flags.values()) else "?"
+
+
 def aggregate(trainers: list[str], records: list[dict]) -> list[dict]:
-    """One entry per trainer: status text, runs, and mean/sd over its successful seeds."""
+    """One entry per row label (``trainers``): status text, runs, and mean/sd over its successful seeds."""
     classes = class_list(records)
     rows = []
     for trainer in trainers:
-        runs = sorted((r for r in records if r["trainer"] == trainer), key=lambda r: r["seed"])
+        runs = sorted((r for r in records if r.get("row", r["trainer"]) == trainer), key=lambda r: r["seed"])
         ok = [r for r in runs if r.get("status") == "ok"]
         bad = [r for r in runs if r.get("status") != "ok"]
         agg = {}
@@ -65,6 +92,8 @@ def aggregate(trainers: list[str], records: list[dict]) -> list[dict]:
                 "mean_dice": _stats([r["summary"]["mean"]["dice"] for r in ok]),
                 "mean_hd95": _stats([r["summary"]["mean"]["hd95"] for r in ok]),
                 "memory_kind": ok[0]["stats"]["peak_memory_kind"],
+                "recipe": recipe_text(ok[0]),
+                "convergence": convergence_text(ok),
             }
         if not runs:
             status = "not run"
@@ -90,12 +119,32 @@ def _machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str]], meta: dict) -> str:
+def _layouts(layouts: dict | None, default: str) -> str:
+    others = {k: v for k, v in (layouts or {}).items() if k != default}
+    return "; ".join(f"{k} patch {v['patch_size']} batch {v['batch_size']} ({str(v.get('network')).split('.')[-1]})"
+                     for k, v in others.items()) or "none"
+
+
+def _verdict_cell(v: dict | None) -> str:
+    if v is None:
+        return "–"
+    if v["mean_diff"] is None:
+        return v["verdict"]
+    digits = 3 if v["metric"] == "dice" else 1
+    lo, hi = v["ci95"]
+    return f"{v['mean_diff']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {v['verdict']}"
+
+
+def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str]], meta: dict,
+             verdict_list: list[dict] | None = None) -> str:
     b = spec_settings["budget"]
     hd_unit = "mm"
     mem_kinds = {r["aggregate"].get("memory_kind") for r in rows if r["aggregate"]}
     mem_label = "peak CUDA (GB)" if mem_kinds == {"cuda_max_allocated"} else "peak RSS (GB)"
-    head = (["trainer", "status", "params (M)", "train s/it", mem_label, "predict s/case"]
+    verdict_list = verdict_list or []
+    find = {(v["row"], v["metric"]): v for v in verdict_list}
+    head = (["trainer", "status", "recipe", "converged", f"Δ Dice vs {meta.get('baseline_label') or 'baseline'} "
+             "[95 % CI]", "Δ HD95 (mm) [95 % CI]", "params (M)", "train s/it", mem_label, "predict s/case"]
             + [f"Dice {n}" for _, n in classes] + ["mean Dice"]
             + [f"HD95 {n} ({hd_unit})" for _, n in classes] + ["mean HD95"])
     lines = [
@@ -107,7 +156,10 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         f"torch {meta['machine']['torch']}, nnunetv2 {meta['machine']['nnunetv2']}, device {spec_settings['device']}",
         f"- budget (same for every trainer): {b['iterations']} training iterations = {b['epochs']} epochs x "
         f"{b['iterations_per_epoch']}, {b['val_iterations_per_epoch']} validation iterations per epoch; "
-        f"plans {spec_settings['plans']}: patch {meta.get('patch_size')}, batch {meta.get('batch_size')}; "
+        f"plans {spec_settings['plans']}: patch {meta.get('patch_size')}, batch "
+        f"{b.get('batch_size') or meta.get('batch_size')}"
+        f"{' (every trainer)' if b.get('batch_size') else ''}; other plans: "
+        f"{_layouts(meta.get('plans_layouts'), spec_settings['plans'])}; "
         f"seeds {meta['seeds']}; test-time mirroring {'on' if spec_settings['tta'] else 'off'}",
         f"- test cases: {meta.get('n_test_cases')} (imagesTs/labelsTs), scored by `sss-nnunet evaluate --protocol "
         f"strict` (Dice per class over cases, HD95 in mm; a missed or spurious class counts as Dice 0 and a "
@@ -121,7 +173,10 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         if not a:
             cells = [row["trainer"], row["status"]] + ["–"] * (len(head) - 2)
         else:
-            cells = [row["trainer"], row["status"], _fmt(a["parameters"], 2, 1e-6),
+            cells = [row["trainer"], row["status"], a["recipe"], a["convergence"],
+                     _verdict_cell(find.get((row["trainer"], "dice"))),
+                     _verdict_cell(find.get((row["trainer"], "hd95"))),
+                     _fmt(a["parameters"], 2, 1e-6),
                      _fmt(a["seconds_per_iteration"], 2), _fmt(a["peak_memory_bytes"], 2, 2**-30),
                      _fmt(a["seconds_per_case"], 1)]
             cells += [_fmt(a["dice"][k], 3) for k, _ in classes] + [_fmt(a["mean_dice"], 3)]
@@ -129,7 +184,14 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Columns: values are mean ± standard deviation over the seeds that succeeded. *train s/it*: median over "
+        "Columns: values are mean ± standard deviation over the seeds that succeeded. *Δ ... [95 % CI]*: the row "
+        "minus the baseline under the same recipe, per test case averaged over the seeds both finished, mean over "
+        "cases with a bootstrap 95 % interval (cases resampled, fixed generator seed); *ahead* / *behind*: the "
+        "interval excludes 0 (for HD95 lower is better), *tie*: it contains 0, *too few runs*: fewer than 3 seeds "
+        "or 5 test cases (sss_nnunet/compare/stats.py). *converged*: no run's EMA pseudo Dice rose by more than "
+        "0.02 over its last fifth of epochs. *recipe*: optimiser, peak learning rate, weight decay, schedule "
+        "as the training process built them; every trainer's train_step clips the gradient norm at 12 unless it "
+        "says otherwise in compare.json. *train s/it*: median over "
         "epochs of the training part of an epoch (data waiting included, validation excluded) divided by its "
         "iterations. *peak RSS*: maximum resident memory of the training process (data-augmentation workers "
         "not included); *peak CUDA*: torch.cuda.max_memory_allocated. *predict s/case*: nnUNetv2_predict from "
@@ -137,8 +199,9 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         "Timings depend on the machine and its load at the time of the run.",
         "",
         "Files: compare.json (all numbers, per seed), compare.png (per-class Dice), curves.png (nnU-Net's "
-        "per-epoch training curves), runs/seedS/TRAINER/ (logs, predictions, evaluation), "
-        "runs/seedS/nnUNet_results/ (the models; trainer TRAINER_budget, found through budget_trainers/TRAINER: "
+        "per-epoch training curves), runs/seedS/ROW/ (logs, predictions, evaluation), "
+        "runs/seedS/nnUNet_results/ (the models; trainer TRAINER[_RECIPERecipe]_budget, found through "
+        "budget_trainers/THAT_NAME: "
         "add that folder to nnUNet_extTrainer to use them with nnUNetv2_predict).",
     ]
     return "\n".join(lines) + "\n"
@@ -183,22 +246,29 @@ def curves_plot(rows: list[dict], title: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
     panels = (("train_losses", "training loss"), ("val_losses", "validation loss"),
-              ("ema_fg_dice", "pseudo Dice (EMA, validation patches)"))
-    fig = Figure(figsize=(13, 3.8), dpi=100)
+              ("ema_fg_dice", "pseudo Dice (EMA, validation patches)"),
+              ("ema_fg_dice", "pseudo Dice against wall time"))
+    fig = Figure(figsize=(17, 3.8), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 4)
     colors = [f"C{i % 10}" for i in range(len(rows))]
     for row, color in zip(rows, colors):
         for j, run in enumerate(r for r in row["runs"] if r.get("status") == "ok"):
             curves, per_epoch = run["stats"]["curves"], run["stats"]["budget"]["iterations_per_epoch"]
-            for ax, (key, _) in zip(axes, panels):
+            for i, (ax, (key, _)) in enumerate(zip(axes, panels)):
                 ys = curves.get(key) or []
                 xs = [(e + 1) * per_epoch for e in range(len(ys))]
+                if i == 3:  # minutes from the first epoch's start to each epoch's end
+                    starts, ends = curves.get("epoch_start_timestamps"), curves.get("epoch_end_timestamps")
+                    if not starts or not ends:
+                        continue
+                    xs = [(t - starts[0]) / 60 for t in ends[: len(ys)]]
+                    ys = ys[: len(xs)]
                 ax.plot(xs, ys, color=color, lw=1.2, alpha=0.9 if j == 0 else 0.5,
                         label=row["trainer"] if j == 0 else None)
-    for ax, (_, label) in zip(axes, panels):
+    for i, (ax, (_, label)) in enumerate(zip(axes, panels)):
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("training iterations")
+        ax.set_xlabel("wall time (min, training + validation)" if i == 3 else "training iterations")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -208,15 +278,27 @@ def curves_plot(rows: list[dict], title: str, path: Path) -> None:
 
 
 def write_report(out: Path, spec_settings: dict, trainers: list[str], seeds: list[int], records: list[dict],
-                 command: str, extra: dict | None = None) -> list[dict]:
-    """Write the four outputs into ``out`` (each atomically); returns the aggregated rows."""
+                 command: str, extra: dict | None = None, spec_rows: list | None = None,
+                 baseline: str | None = None) -> list[dict]:
+    """Write the four outputs into ``out`` (each atomically); returns the aggregated rows.
+    ``spec_rows`` (runner ``Row``s, in the order of ``trainers``) enable the verdicts against ``baseline``."""
+    from sss_nnunet.compare.stats import resolve_baseline, row_key, verdicts
+
     rows = aggregate(trainers, records)
     classes = class_list(records)
+    verdict_list, base = [], None
+    if spec_rows:
+        base = resolve_baseline(spec_rows, baseline)
+        labels = {row_key(r): r.label for r in spec_rows}
+        verdict_list = verdicts(records, spec_rows, base, labels)
     meta = {"command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": _machine(), "seeds": " ".join(map(str, seeds)), **(extra or {})}
-    atomic_write_text(out / "compare.md", markdown(spec_settings, rows, classes, meta))
+            "machine": _machine(), "seeds": " ".join(map(str, seeds)), **(extra or {}),
+            "baseline_label": next((r.label.split(" [")[0] for r in spec_rows or [] if (r.trainer, r.plans) == base),
+                                   None)}
+    atomic_write_text(out / "compare.md", markdown(spec_settings, rows, classes, meta, verdict_list))
     atomic_write_json(out / "compare.json", {"settings": spec_settings, "meta": meta, "trainers": trainers,
-                                             "seeds": seeds, "classes": dict(classes), "rows": rows})
+                                             "seeds": seeds, "classes": dict(classes), "rows": rows,
+                                             "verdicts": verdict_list})
     title = (f"{spec_settings['dataset']} {spec_settings['configuration']} fold {spec_settings['fold']}, "
              f"{spec_settings['budget']['iterations']} iterations, seeds {meta['seeds']}")
     bar_plot(rows, classes, title, out / "compare.png")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, SUFFIX, Budget, module_source
+from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, Budget, budget_class_name, module_source
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_write_json, atomic_write_text
 
@@ -35,9 +35,48 @@ _PRED_START = re.compile(r"^Predicting (\S+):")
 _PRED_DONE = re.compile(r"^done with (\S+)")
 
 
+@dataclass(frozen=True)
+class Row:
+    """One row of the comparison: a trainer, the plans it trains with, the recipe it trains under."""
+
+    trainer: str
+    plans: str
+    recipe: str = "own"
+    explicit_plans: bool = False  # given as TRAINER:PLANS
+
+    @property
+    def label(self) -> str:
+        """``T``, ``T:PLANS`` or ``T [sss recipe]``: the row's name in the report."""
+        text = f"{self.trainer}:{self.plans}" if self.explicit_plans else self.trainer
+        return text if self.recipe == "own" else f"{text} [{self.recipe} recipe]"
+
+    @property
+    def dirname(self) -> str:
+        """Folder name of the row's runs (``T`` for the trainer's own recipe and the default plans)."""
+        parts = [self.trainer] + ([self.plans] if self.explicit_plans else []) + (
+            [self.recipe] if self.recipe != "own" else [])
+        return "__".join(parts)
+
+    @property
+    def budget_trainer(self) -> str:
+        return budget_class_name(self.trainer, None if self.recipe == "own" else self.recipe)
+
+
+def parse_rows(trainers: list[str], recipes: list[str], default_plans: str) -> list[Row]:
+    """``TRAINER[:PLANS]`` x recipes, trainer-major."""
+    rows = []
+    for text in trainers:
+        trainer, _, plans = text.partition(":")
+        for recipe in recipes:
+            rows.append(Row(trainer, plans or default_plans, recipe, bool(plans)))
+    return rows
+
+
 @dataclass
 class CompareSpec:
-    """Everything a comparison needs; ``raw`` is the raw dataset folder (with imagesTs/labelsTs)."""
+    """Everything a comparison needs; ``raw`` is the raw dataset folder (with imagesTs/labelsTs).
+    ``trainers``: ``TRAINER[:PLANS]`` (``plans`` when no ``:PLANS``); every trainer runs under every
+    name in ``recipes``."""
 
     dataset_id: int
     raw: Path
@@ -53,10 +92,16 @@ class CompareSpec:
     deterministic: bool = False
     tta: bool = True
     env: dict = field(default_factory=lambda: dict(os.environ))
+    recipes: list[str] = field(default_factory=lambda: ["own"])
+    baseline: str | None = None  # TRAINER[:PLANS]; None: the first nnU-Net trainer listed
 
     @property
     def dataset_name(self) -> str:
         return self.raw.name
+
+    @property
+    def rows(self) -> list[Row]:
+        return parse_rows(self.trainers, self.recipes, self.plans)
 
     def settings(self) -> dict:
         """What must match for earlier results in ``out`` to be reused."""
@@ -174,29 +219,29 @@ class Comparison:
 
     def __init__(self, spec: CompareSpec, print_fn: Callable[[str], None] = print):
         self.spec, self.print = spec, print_fn
-        self.progress = Progress(len(spec.seeds) * len(spec.trainers), spec.budget.epochs, print_fn)
+        self.progress = Progress(len(spec.seeds) * len(spec.rows), spec.budget.epochs, print_fn)
 
     # ------------------------------------------------------------------ folders
-    def budget_dir(self, trainer: str) -> Path:
-        return self.spec.out / "budget_trainers" / trainer
+    def budget_dir(self, row: Row) -> Path:
+        return self.spec.out / "budget_trainers" / row.budget_trainer
 
     def seed_dir(self, seed: int) -> Path:
         return self.spec.out / "runs" / f"seed{seed}"
 
-    def run_dir(self, trainer: str, seed: int) -> Path:
-        return self.seed_dir(seed) / trainer
+    def run_dir(self, row: Row, seed: int) -> Path:
+        return self.seed_dir(seed) / row.dirname
 
-    def fold_dir(self, trainer: str, seed: int) -> Path:
+    def fold_dir(self, row: Row, seed: int) -> Path:
         s = self.spec
         fold = "fold_all" if s.fold == "all" else f"fold_{s.fold}"
-        return (self.seed_dir(seed) / "nnUNet_results" / s.dataset_name / f"{trainer}{SUFFIX}__{s.plans}__"
+        return (self.seed_dir(seed) / "nnUNet_results" / s.dataset_name / f"{row.budget_trainer}__{row.plans}__"
                 f"{s.configuration}" / fold)
 
-    def child_env(self, trainer: str, seed: int) -> dict[str, str]:
+    def child_env(self, row: Row, seed: int) -> dict[str, str]:
         s = self.spec
         env = dict(s.env)
         ext = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-        env["nnUNet_extTrainer"] = os.pathsep.join([*ext, str(self.budget_dir(trainer).resolve())])
+        env["nnUNet_extTrainer"] = os.pathsep.join([*ext, str(self.budget_dir(row).resolve())])
         env["nnUNet_results"] = str((self.seed_dir(seed) / "nnUNet_results").resolve())
         env[SEED_ENV] = str(seed)
         env["PYTHONUNBUFFERED"] = "1"
@@ -220,8 +265,27 @@ class Comparison:
                                    f"to replace it or another --out")
                 shutil.rmtree(s.out / "runs", ignore_errors=True)
         atomic_write_json(settings_file, s.settings())
-        for trainer in s.trainers:
-            atomic_write_text(self.budget_dir(trainer) / f"sss_compare_{trainer}.py", module_source(trainer, s.budget))
+        for row in s.rows:
+            recipe = None if row.recipe == "own" else row.recipe
+            atomic_write_text(self.budget_dir(row) / f"sss_compare_{row.budget_trainer}.py",
+                              module_source(row.trainer, s.budget, recipe))
+        self.preflight([row for row in s.rows if row.recipe != "own"])
+
+    def preflight(self, rows: list[Row]) -> None:
+        """Build each recipe-overridden trainer once (``initialize`` on the CPU, in a child process with
+        the training's environment, models to a scratch folder) and check that its optimiser is the
+        recipe's: a trainer whose optimiser cannot be replaced stops the comparison before any training."""
+        s = self.spec
+        for row in rows:
+            env = self.child_env(row, 0)
+            env["nnUNet_results"] = str((s.out / "preflight" / "nnUNet_results").resolve())
+            log = s.out / "logs" / f"preflight_{row.budget_trainer}__{row.plans}.log"
+            code = run_logged([sys.executable, "-m", "sss_nnunet.compare.preflight", str(s.dataset_id),
+                               s.configuration, s.fold, row.budget_trainer, row.plans], env, log)
+            if code != 0:
+                raise SSSError(f"-tr {row.label}: {error_summary(log) or 'the trainer could not be built'} "
+                               f"(see {log})")
+        shutil.rmtree(s.out / "preflight", ignore_errors=True)
 
     # ------------------------------------------------------------------ one run
     def run(self, on_record: Callable[[list[dict]], None] | None = None) -> list[dict]:
@@ -229,34 +293,35 @@ class Comparison:
         self.prepare()
         records = []
         for seed in self.spec.seeds:
-            for trainer in self.spec.trainers:
+            for row in self.spec.rows:
                 self.progress.start_run()
-                record, trained = self.run_one(trainer, seed)
+                record, trained = self.run_one(row, seed)
                 self.progress.end_run(trained)
                 records.append(record)
                 status = ("done" if record["status"] == "ok" else
                           f"FAILED at {record['step']}: {record.get('message', '')[:200]} (log: {record['log']})")
-                self.progress.say(trainer, seed, status)
+                self.progress.say(row.label, seed, status)
                 if on_record is not None:
                     on_record(records)
         return records
 
-    def run_one(self, trainer: str, seed: int) -> tuple[dict, bool]:
+    def run_one(self, row: Row, seed: int) -> tuple[dict, bool]:
         """(record, whether a training ran). Never raises for a failing child process."""
         s = self.spec
-        rdir = self.run_dir(trainer, seed)
+        rdir = self.run_dir(row, seed)
         result_file = rdir / RESULT_FILE
+        trainer = row.label  # in progress lines
         if s.overwrite:
             shutil.rmtree(rdir, ignore_errors=True)
-            shutil.rmtree(self.fold_dir(trainer, seed).parent, ignore_errors=True)
+            shutil.rmtree(self.fold_dir(row, seed).parent, ignore_errors=True)
         if result_file.exists():
             record = json.loads(result_file.read_text())
             if record.get("status") == "ok":
                 self.progress.say(trainer, seed, "already done, skipped (--overwrite redoes it)")
-                return record, False
-        base = {"trainer": trainer, "seed": seed, "run_dir": str(rdir), "budget_trainer": trainer + SUFFIX}
-        env = self.child_env(trainer, seed)
-        fold_dir = self.fold_dir(trainer, seed)
+                return {**record, **self._row_fields(row)}, False
+        base = {**self._row_fields(row), "seed": seed, "run_dir": str(rdir), "budget_trainer": row.budget_trainer}
+        env = self.child_env(row, seed)
+        fold_dir = self.fold_dir(row, seed)
         trained = False
 
         # 1. train
@@ -276,8 +341,8 @@ class Comparison:
                     self.progress.say(trainer, seed, f"train epoch {done + 1}/{s.budget.epochs}")
 
             t0 = time.perf_counter()
-            code = run_logged(["nnUNetv2_train", str(s.dataset_id), s.configuration, s.fold, "-tr", trainer + SUFFIX,
-                               "-p", s.plans, "-device", s.device], env, log, on_line)
+            code = run_logged(["nnUNetv2_train", str(s.dataset_id), s.configuration, s.fold, "-tr", row.budget_trainer,
+                               "-p", row.plans, "-device", s.device], env, log, on_line)
             trained = True
             if code != 0 or not stats_file.exists():
                 return self._failed(base, "train", log, code), trained
@@ -304,7 +369,7 @@ class Comparison:
 
             t0 = time.perf_counter()
             cmd = ["nnUNetv2_predict", "-i", str(s.raw / "imagesTs"), "-o", str(partial), "-d", str(s.dataset_id),
-                   "-c", s.configuration, "-tr", trainer + SUFFIX, "-p", s.plans, "-f", s.fold, "-device", s.device,
+                   "-c", s.configuration, "-tr", row.budget_trainer, "-p", row.plans, "-f", s.fold, "-device", s.device,
                    "-npp", "1", "-nps", "1", "--disable_progress_bar"]
             if not s.tta:
                 cmd.append("--disable_tta")
@@ -330,8 +395,8 @@ class Comparison:
         log = rdir / "evaluate.log"
         self.progress.say(trainer, seed, "evaluate (sss-nnunet evaluate, strict)")
         code = run_logged(["sss-nnunet", "evaluate", "--pred", str(pred), "--gt", str(s.raw / "labelsTs"),
-                           "--dataset", str(s.dataset_id), "--protocol", "strict", "--out", str(evaluation),
-                           "--overwrite", "--workers", "2", "--quiet", "--method-name", trainer], env, log)
+                           "-d", str(s.dataset_id), "--protocol", "strict", "--out", str(evaluation),
+                           "--overwrite", "-np", "2", "--quiet", "--method-name", row.label], env, log)
         if code != 0:
             return self._failed(base, "evaluate", log, code), trained
         record = {**base, "status": "ok", "stats": stats, "predict": json.loads(pred_info.read_text()),
@@ -339,6 +404,10 @@ class Comparison:
                   "model_folder": str(fold_dir)}
         atomic_write_json(result_file, record)
         return record, trained
+
+    @staticmethod
+    def _row_fields(row: Row) -> dict:
+        return {"row": row.label, "trainer": row.trainer, "plans": row.plans, "recipe": row.recipe}
 
     def _failed(self, base: dict, step: str, log: Path, code: int) -> dict:
         record = {**base, "status": "failed", "step": step, "log": str(log), "exit_code": code,

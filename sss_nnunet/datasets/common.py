@@ -1,7 +1,9 @@
 """One case: read its NIfTI files, check them, write them in nnU-Net layout.
 
 A :class:`Case` names its raw files; :func:`convert_case` reads them with SimpleITK
-(nnU-Net's default reader), checks everything that can go wrong, and only then writes
+(nnU-Net's default reader) through :func:`sss_nnunet.images.read_image` (fully decoded: a
+truncated or corrupt file, NaN/Inf voxels are errors), checks everything that can go wrong
+(sizes, spacing, origin and direction of image vs label), and only then writes
 
 - ``images<subset>/<identifier>_<CCCC>.nii.gz``: one 3D file per channel ``CCCC``
   (4D files are split along their 4th axis, each channel keeping the 3D part of
@@ -27,9 +29,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import check_same_geometry, read_image, sitk_filename
 
 FILE_ENDING = ".nii.gz"
-SPACING_RTOL = 1e-4  # relative tolerance when comparing image and label spacing
 
 
 @dataclass(frozen=True)
@@ -70,18 +72,6 @@ class Case:
         return next((f for f in self.files if not f.is_file()), None)
 
 
-def read_image(path: Path) -> sitk.Image:
-    """Read a NIfTI file; a missing or unreadable file is an :class:`SSSError`."""
-    if not path.is_file():
-        raise SSSError(f"{path}: file not found")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ["unknown error"]
-        reason = lines[-1].split("ERROR:")[-1].replace(f'for "{path}"', "").strip()
-        raise SSSError(f"{path}: unreadable NIfTI file ({reason})") from None
-
-
 def split_channels(image: sitk.Image, channels: int, path: Path) -> list[sitk.Image]:
     """The 3D images of a file: itself (``channels == 1``) or the volumes along the 4th axis."""
     size = image.GetSize()
@@ -104,17 +94,6 @@ def split_channels(image: sitk.Image, channels: int, path: Path) -> list[sitk.Im
         vol.SetDirection(tuple(direction.ravel()))
         out.append(vol)
     return out
-
-
-def check_same_grid(image: sitk.Image, path: Path, ref: sitk.Image, ref_path: Path) -> None:
-    """Same size (exactly) and spacing (relative tolerance 1e-4) as ``ref``."""
-    if image.GetSize() != ref.GetSize():
-        raise SSSError(f"{path}: size {image.GetSize()} differs from {ref_path} size {ref.GetSize()}")
-    if not np.allclose(image.GetSpacing(), ref.GetSpacing(), rtol=SPACING_RTOL, atol=0):
-        raise SSSError(
-            f"{path}: spacing {_fmt(image.GetSpacing())} mm differs from "
-            f"{ref_path} spacing {_fmt(ref.GetSpacing())} mm"
-        )
 
 
 def map_labels(label: sitk.Image, label_map: LabelMap, path: Path) -> np.ndarray:
@@ -153,7 +132,7 @@ def convert_case(case: Case, out_dir: Path, label_map: LabelMap) -> str:
         channels += [(vol, path) for vol in split_channels(image, case.channels_per_file, path)]
     ref, ref_path = (label, case.label) if label is not None else channels[0]
     for vol, path in channels:
-        check_same_grid(vol, path, ref, ref_path)
+        check_same_geometry(vol, path, ref, ref_path)
     converted = map_labels(label, label_map, case.label) if label is not None else None
 
     image_out, label_out = output_paths(case, out_dir, len(channels))
@@ -162,17 +141,13 @@ def convert_case(case: Case, out_dir: Path, label_map: LabelMap) -> str:
         if case.channels_per_file == 1 and path.name.endswith(FILE_ENDING):
             shutil.copyfile(path, target)
         else:
-            sitk.WriteImage(vol, str(target), useCompression=True)
+            sitk.WriteImage(vol, sitk_filename(target), useCompression=True)
     if converted is not None:
         out = sitk.GetImageFromArray(converted)
         out.CopyInformation(label)
         label_out.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(out, str(label_out), useCompression=True)
+        sitk.WriteImage(out, sitk_filename(label_out), useCompression=True)
     return case.identifier
-
-
-def _fmt(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
 def locate_root(raw: Path, marker: str, candidates: tuple[str, ...], layout: str) -> Path:

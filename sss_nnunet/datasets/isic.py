@@ -63,6 +63,7 @@ from sss_nnunet.datasets.specs import ISIC2016, ISIC2017, ISIC2018, DatasetSpec
 from sss_nnunet.datasets.splits import cross_validation
 from sss_nnunet.datasets.writer import Conversion
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import read_pil
 
 IMAGE_NAME = re.compile(r"(ISIC_\d{7})\.jpe?g", flags=re.IGNORECASE)
 DEFAULT_SEED = 12345
@@ -202,31 +203,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def read_rgb(path: Path) -> np.ndarray:
     """An image as uint8 (H, W, 3)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise SSSError(f"{path}: file not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise SSSError(f"{path}: unreadable image ({e})") from None
+    return read_pil(path, "RGB", what="image")
 
 
 def read_mask(path: Path, image_shape: tuple[int, int], image_path: Path) -> np.ndarray:
     """A raw ISIC mask as uint8 (H, W) 0/1; checks size and values."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            array = np.asarray(im)
-    except FileNotFoundError:
-        raise SSSError(f"{path}: mask not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise SSSError(f"{path}: unreadable mask ({e})") from None
+    array = read_pil(path, what="mask")
     if array.ndim != 2:
-        raise SSSError(f"{path}: expected a single-channel mask, found mode {mode} with shape {array.shape}")
+        raise SSSError(f"{path}: expected a single-channel mask, found shape {array.shape}")
     if array.shape != image_shape:
         raise SSSError(f"{path}: mask size {array.shape[1]}x{array.shape[0]} (WxH) differs from "
                        f"{image_path.name} size {image_shape[1]}x{image_shape[0]}")

@@ -62,8 +62,9 @@ def source_files(raw: Path | None) -> dict[str, Path]:
     """The three source files in ``raw`` (default: the installed nilearn); ``SSSError`` naming what is missing."""
     folder = raw if raw is not None else nilearn_data_dir()
     if folder is None:
-        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: pip install nilearn, "
-                       "or pass --raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
+        raise SSSError("mni152 reads the ICBM152 template shipped in the nilearn package: install it with "
+                       "pip install '.[datasets]' in the sss-nnunet folder (or pip install nilearn), or pass "
+                       "--raw DIR with the three mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz files")
     files = {k: Path(folder) / name for k, name in FILES.items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
@@ -76,10 +77,12 @@ def load_template(files: dict[str, Path], spacing: float) -> tuple[np.ndarray, n
     with a 2-voxel margin."""
     import SimpleITK as sitk
 
+    from sss_nnunet.images import read_image
+
     arrays = {}
     ref_spacing = None
     for key, path in files.items():
-        img = sitk.ReadImage(str(path))
+        img = read_image(path)
         a = sitk.GetArrayFromImage(img).astype(np.float32) / 255.0
         sp = np.asarray(img.GetSpacing()[::-1], float)  # (z, y, x) mm
         if ref_spacing is None:
@@ -141,7 +144,8 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
     """``raw_root/DatasetNNN_MNI152Tissue`` in nnU-Net raw layout (imagesTs/labelsTs = test cases); returns it."""
     import SimpleITK as sitk
 
-    from sss_nnunet.io import atomic_directory, atomic_write_json
+    from sss_nnunet.images import sitk_filename
+    from sss_nnunet.io import atomic_directory, atomic_write_json, check_output_dir
 
     if num_train < 2 or num_test < 1:
         raise SSSError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
@@ -153,9 +157,13 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     others = [p.name for p in Path(raw_root).glob(f"Dataset{dataset_id:03d}_*") if p != target]
     if others:
-        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another --id")
+        raise SSSError(f"{raw_root} already has {', '.join(others)} with id {dataset_id}; choose another id with -d ID")
+    from sss_nnunet.datasets.writer import OWNER, is_raw_dataset
+
+    owned = {"overwrite": overwrite, "owner": OWNER, "legacy": is_raw_dataset, "inputs": (raw,)}
+    check_output_dir(target, **owned)
     t1, gm, wm = load_template(files, spacing)
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    with atomic_directory(target, **owned) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (tmp / sub).mkdir()
         jobs = [("Tr", i) for i in range(num_train)] + [("Ts", i) for i in range(num_test)]
@@ -166,7 +174,7 @@ def write_mni_tissue_dataset(raw_root: str | Path, raw: Path | None = None, data
                                 (label, tmp / f"labels{subset}" / f"{name}{FILE_ENDING}")):
                 img = sitk.GetImageFromArray(array)
                 img.SetSpacing((spacing,) * 3)
-                sitk.WriteImage(img, str(path), useCompression=True)
+                sitk.WriteImage(img, sitk_filename(path), useCompression=True)
         atomic_write_json(tmp / "dataset.json", {
             "channel_names": {"0": "T1"}, "labels": LABELS, "numTraining": num_train, "file_ending": FILE_ENDING,
             "name": target.name, "numTest": num_test,

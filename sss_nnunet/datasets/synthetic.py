@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import sitk_filename
 from sss_nnunet.io import atomic_directory, atomic_write_json
 
 DEFAULT_ID = 990
@@ -167,7 +168,7 @@ def _write_case(case: SyntheticCase, image_path: Path, label_path: Path) -> None
     for array, path in ((case.image, image_path), (case.label, label_path)):
         img = sitk.GetImageFromArray(array)
         img.SetSpacing(tuple(reversed(case.spacing)))  # SimpleITK wants (x, y, z)
-        sitk.WriteImage(img, str(path), useCompression=True)
+        sitk.WriteImage(img, sitk_filename(path), useCompression=True)
 
 
 def make_splits(identifiers: list[str], seed: int = 0) -> list[dict[str, list[str]]]:
@@ -210,7 +211,9 @@ def write_synthetic_dataset(raw_root: str | Path, dataset_id: int = DEFAULT_ID, 
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
     jobs = [("Tr", f"train_{i:03d}", i) for i in range(num_train)] + [("Ts", f"test_{i:03d}", i)
                                                                       for i in range(num_test)]
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    from sss_nnunet.datasets.writer import OWNER, is_raw_dataset
+
+    with atomic_directory(target, overwrite=overwrite, owner=OWNER, legacy=is_raw_dataset) as tmp:
         for sub in ("Tr", "Ts"):
             (tmp / f"images{sub}").mkdir()
             (tmp / f"labels{sub}").mkdir()
@@ -237,6 +240,12 @@ def _context_case(seed: int, index: int, subset: str = "Tr") -> SyntheticCase:
     return make_context_case(seed, index, subset)
 
 
+def _context2d_case(seed: int, index: int, subset: str = "Tr") -> SyntheticCase:
+    from sss_nnunet.datasets.synthetic_context import make_context2d_case
+
+    return make_context2d_case(seed, index, subset)
+
+
 # kind -> folder name, generator, channel, labels, description
 KINDS: dict[str, dict] = {
     "ct": {"name": DATASET_NAME, "make_case": make_case, "channel": "CT", "labels": LABELS,
@@ -245,6 +254,10 @@ KINDS: dict[str, dict] = {
                 "labels": {"background": 0, "blob_shell": 1, "blob_solid": 2},
                 "description": "sss-nnunet long-range-context set: the blobs' class is decided by a marker "
                                "45-60 mm away (hollow shell -> 1, solid ball -> 2)"},
+    "context2d": {"name": "SSSContext2D", "make_case": _context2d_case, "channel": "MR",
+                  "labels": {"background": 0, "blob_shell": 1, "blob_solid": 2},
+                  "description": "sss-nnunet 2D long-range-context set (256 x 256 px, one slice): the blobs' class "
+                                 "is decided by a marker 140-200 px away (hollow shell -> 1, solid disc -> 2)"},
 }
 
 

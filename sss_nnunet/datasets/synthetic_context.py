@@ -86,3 +86,60 @@ def make_context_case(seed: int, index: int, subset: str = "Tr", shape: tuple[in
         image, label = image[:, :, ::-1], label[:, :, ::-1]
     image = ndimage.gaussian_filter(image, 0.5) + rng.normal(0.0, rng.uniform(15.0, 22.0), shape)
     return SyntheticCase(np.rint(image).astype(np.int16), np.ascontiguousarray(label), SPACING)
+
+
+# ----------------------------------------------------------------------------- 2D variant
+SHAPE_2D = (256, 256)  # (H, W) pixels of 1 mm
+MIN_MARKER_DISTANCE_2D = 140  # blob centre to marker centre along W, pixels
+
+
+def make_context2d_case(seed: int, index: int, subset: str = "Tr", shape: tuple[int, int] = SHAPE_2D):
+    """2D long-range context: the same rule as :func:`make_context_case` on an (H, W) image.
+
+    A marker (radius 12-16 px, solid or a hollow shell with a 4 px wall) near one end of W, two
+    blobs (semi-axes 8-14 px, tilted, rough surface) 140-200 px away from it along W; both blobs
+    are ``blob_shell`` (1) or ``blob_solid`` (2) by the marker. The planned 2d configuration sees
+    the whole 256 x 256 image, so its deeper stages (64 x 64 down to 4 x 4 pixels) carry the rule:
+    the set where an encoder stage's map is split into several scan windows.
+    Returns a ``SyntheticCase`` with (1, H, W) arrays (one slice) and spacing (1, 1, 1) mm.
+    """
+    from sss_nnunet.datasets.synthetic import SyntheticCase, _smooth_field
+
+    rng = np.random.default_rng([seed, {"Tr": 0, "Ts": 1}[subset], index, 11])
+    H, W = shape
+    y, x = np.arange(H, dtype=float)[:, None], np.arange(W, dtype=float)[None, :]
+    texture = 10.0 * _smooth_field(rng, shape, (4.0, 4.0))
+    image = texture.copy()
+    label = np.zeros(shape, np.uint8)
+
+    hollow = bool(rng.integers(2))
+    r_marker = rng.uniform(12.0, 16.0)
+    my, mx = rng.uniform(r_marker + 4, H - r_marker - 4), rng.uniform(r_marker + 4, r_marker + 20)
+    dist = np.hypot(y - my, x - mx)
+    image[dist < r_marker] = 170.0 + rng.uniform(-8, 8)
+    if hollow:
+        inside = dist < r_marker - 4.0
+        image[inside] = texture[inside]
+
+    blob_value = 100.0 + rng.uniform(-8, 8)
+    cls = LABELS["blob_shell"] if hollow else LABELS["blob_solid"]
+    centres: list[np.ndarray] = []
+    for _ in range(2):
+        semi = rng.uniform(8.0, 14.0, 2)
+        for _attempt in range(50):  # two blobs that do not touch
+            c = np.array([rng.uniform(18, H - 18),
+                          rng.uniform(mx + MIN_MARKER_DISTANCE_2D, min(W - 18, mx + MIN_MARKER_DISTANCE_2D + 60))])
+            if all(np.linalg.norm(c - o) > 30 for o in centres):
+                break
+        centres.append(c)
+        tilt = rng.uniform(-0.8, 0.8)
+        dy, dx = y - c[0], x - c[1]
+        yr, xr = np.cos(tilt) * dy + np.sin(tilt) * dx, -np.sin(tilt) * dy + np.cos(tilt) * dx
+        mask = np.hypot(yr / semi[0], xr / semi[1]) < 1.0 + 0.1 * _smooth_field(rng, shape, (6.0, 6.0))
+        image[mask] = blob_value + 4.0 * rng.standard_normal(int(mask.sum()))
+        label[mask] = cls
+
+    if rng.integers(2):  # the marker at the other end of W
+        image, label = image[:, ::-1], label[:, ::-1]
+    image = ndimage.gaussian_filter(image, 0.7) + rng.normal(0.0, rng.uniform(15.0, 22.0), shape)
+    return SyntheticCase(np.rint(image).astype(np.int16)[None], np.ascontiguousarray(label)[None], (1.0, 1.0, 1.0))

@@ -17,10 +17,8 @@ folders as they were, and a new split never sits beside an old dataset.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,9 +29,12 @@ from sss_nnunet.datasets.common import FILE_ENDING, Case, LabelMap, convert_case
 from sss_nnunet.datasets.specs import DatasetSpec
 from sss_nnunet.datasets.splits import Split, check_splits
 from sss_nnunet.errors import SSSError
-from sss_nnunet.io import atomic_directory, atomic_write_json
+from sss_nnunet.images import sitk_filename
+from sss_nnunet.io import atomic_directory, atomic_write_json, check_output_dir, nnunet_folder, remove_stale
+from sss_nnunet.pools import run_in_pool
 
 MAX_LISTED = 5  # missing files named in a message
+OWNER = "sss-nnunet convert"  # the manifest name of the dataset folders it writes (sss_nnunet.io.OWNER_FILE)
 
 
 @dataclass
@@ -80,18 +81,6 @@ class Report:
         return "\n".join(lines)
 
 
-def nnunet_folder(variable: str) -> Path:
-    """The folder named by the nnU-Net environment ``variable`` (e.g. ``nnUNet_raw``)."""
-    value = os.environ.get(variable)
-    if not value:
-        raise SSSError(
-            f"environment variable {variable} is not set; nnU-Net keeps its data in the folders "
-            f"named by nnUNet_raw, nnUNet_preprocessed and nnUNet_results "
-            f"(e.g. export {variable}=/data/{variable}; see nnU-Net's documentation/setting_up_paths.md)"
-        )
-    return Path(value).expanduser()
-
-
 def regions_class_order(regions: dict[str, tuple[int, ...]]) -> list[int]:
     """Label value each region paints when regions are turned back into labels.
 
@@ -132,9 +121,22 @@ def dataset_json(spec: DatasetSpec, num_training: int, num_test: int, descriptio
     return out
 
 
+def is_raw_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds only what an nnU-Net raw dataset holds (dataset.json, images*/labels*,
+    splits_final.json): a dataset converted before output manifests existed, safe to replace."""
+    entries = [p.name for p in folder.iterdir()]
+    return "dataset.json" in entries and all(
+        n in ("dataset.json", "splits_final.json") or (n.startswith(("images", "labels")) and (folder / n).is_dir())
+        for n in entries)
+
+
 def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite: bool = False,
-                  allow_missing: bool = False, workers: int = 1) -> Report:
-    """Check and write ``conv`` to ``$nnUNet_raw`` and its split to ``$nnUNet_preprocessed``."""
+                  allow_missing: bool = False, workers: int = 1, inputs: tuple[Path | None, ...] = ()) -> Report:
+    """Check and write ``conv`` to ``$nnUNet_raw`` and its split to ``$nnUNet_preprocessed``.
+
+    ``inputs`` (the raw download, a split file) may not lie inside the dataset folder: --overwrite would
+    delete them. An existing folder is replaced only when ``sss-nnunet convert`` wrote it.
+    """
     assert conv.spec.file_ending == FILE_ENDING or conv.convert is not None
     spec = replace(conv.spec, dataset_id=dataset_id) if dataset_id is not None else conv.spec
     if not 1 <= spec.dataset_id <= 999:
@@ -144,6 +146,11 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     _check_id_free(spec, raw_base, pre_base)
     if target.exists() and not overwrite:
         raise SSSError(f"{target} already exists (use --overwrite to replace it)")
+    if conv.convert is None:
+        sitk_filename(target)  # SimpleITK writes the NIfTI files: a name that is not UTF-8 would abort it
+    owned = {"overwrite": overwrite, "owner": OWNER, "legacy": is_raw_dataset, "inputs": inputs}
+    check_output_dir(target, **owned)
+    remove_stale(pre_base, f"{spec.folder_name}.splits_final")
     present, missing = _present_cases(conv, allow_missing)
     training = sorted(c.identifier for c in present if c.subset == "Tr")
     if not training:
@@ -164,7 +171,7 @@ def write_dataset(conv: Conversion, *, dataset_id: int | None = None, overwrite:
     staged = pre_base / f".{spec.folder_name}.splits_final.{os.getpid()}.staged"
     try:
         atomic_write_json(staged, splits)
-        with atomic_directory(target, overwrite=overwrite) as tmp:
+        with atomic_directory(target, **owned) as tmp:
             for subset in counts:
                 (tmp / f"images{subset}").mkdir()
                 (tmp / f"labels{subset}").mkdir()
@@ -209,17 +216,8 @@ def _convert_all(cases: list[Case], out_dir: Path, label_map: LabelMap, workers:
                 convert(case, out_dir, label_map)
                 bar.update()
             return
-        # spawn, not fork: SimpleITK/ITK thread pools do not survive a fork reliably
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(convert, case, out_dir, label_map) for case in cases]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        for _ in run_in_pool(convert, [(case, out_dir, label_map) for case in cases], workers):
+            bar.update()
 
 
 def _check_id_free(spec: DatasetSpec, *bases: Path) -> None:
@@ -227,7 +225,7 @@ def _check_id_free(spec: DatasetSpec, *bases: Path) -> None:
         for other in sorted(base.glob(f"Dataset{spec.dataset_id:03d}_*")):
             if other.name != spec.folder_name:
                 raise SSSError(f"{other} already uses dataset id {spec.dataset_id}; "
-                               f"choose another id with --id")
+                               f"choose another id with -d ID")
 
 
 def _load(path: Path) -> object:

@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sss_nnunet.errors import SSSError
+from sss_nnunet.images import read_image, sitk_filename
 
 # Tolerances for "same geometry" (SimpleITK values, mm and direction cosines).
 SPACING_RTOL, SPACING_ATOL = 1e-5, 1e-5
@@ -95,7 +96,7 @@ def pair_cases(pred_dir: Path, gt_dir: Path, file_ending: str) -> list[CasePair]
 def read_geometry(path: Path) -> Geometry:
     """Geometry from the image header only (the voxels are not read)."""
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+    reader.SetFileName(sitk_filename(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as e:
@@ -129,10 +130,7 @@ def check_geometry(pairs: list[CasePair]) -> None:
 
 def load_label_map(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """Label map as an integer array (D, H, W) or (H, W), and its spacing in mm in that order."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise SSSError(f"{path}: cannot read the image ({_reason(e)})") from None
+    image = read_image(path)  # fully decoded: a truncated or corrupt file is an error, not zeros
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer):
         rounded = np.rint(array)

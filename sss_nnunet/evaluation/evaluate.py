@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +23,7 @@ from sss_nnunet.evaluation.cases import CasePair, load_label_map
 from sss_nnunet.evaluation.metrics import Box, union_box
 from sss_nnunet.evaluation.protocols import BOTH_EMPTY, MISSED, OK, SPURIOUS, Protocol
 from sss_nnunet.evaluation.tasks import EvalClass, EvalTask
+from sss_nnunet.pools import run_in_pool
 
 
 @dataclass(frozen=True)
@@ -102,16 +101,9 @@ def evaluate_pairs(
                 per_case[i] = evaluate_case(pair, task, protocol)
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("spawn")  # safe whatever the parent imported (torch, threads)
-            with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=ctx) as pool:
-                futures = {pool.submit(evaluate_case, p, task, protocol): i for i, p in enumerate(pairs)}
-                try:
-                    for f in as_completed(futures):
-                        per_case[futures[f]] = f.result()
-                        bar.update()
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            for i, rows in run_in_pool(evaluate_case, [(p, task, protocol) for p in pairs], workers):
+                per_case[i] = rows
+                bar.update()
     return [r for rows in per_case for r in rows]
 
 

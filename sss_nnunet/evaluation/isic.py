@@ -34,6 +34,7 @@ from sss_nnunet.errors import SSSError
 from sss_nnunet.evaluation.cases import CasePair
 from sss_nnunet.evaluation.tables import Cell, Row, Table
 from sss_nnunet.evaluation.tasks import EvalTask
+from sss_nnunet.images import read_pil
 
 METRICS = ("miou", "dsc", "acc", "spe", "sen")  # VM-UNet's column order
 HEADERS = {"miou": "mIoU", "dsc": "DSC", "acc": "Acc", "spe": "Spe", "sen": "Sen"}
@@ -79,16 +80,9 @@ def metrics(c: Counts, empty: float = 0.0) -> dict[str, float]:
 
 def load_mask(path: Path) -> np.ndarray:
     """A 2D mask file as boolean (H, W): values 0/1 or 0/255, thresholded at 0.5 of the maximum."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            array = np.asarray(im)
-    except (OSError, ValueError) as e:
-        raise SSSError(f"{path}: cannot read the mask ({e})") from None
+    array = read_pil(path, what="mask")  # fully decoded: a truncated file is an error
     if array.ndim != 2:
-        raise SSSError(f"{path}: expected a single-channel 2D mask, found mode {mode} with shape {array.shape}")
+        raise SSSError(f"{path}: expected a single-channel 2D mask, found shape {array.shape}")
     values = set(np.unique(array).tolist())
     if values <= {0, 1}:
         return array == 1
@@ -233,6 +227,7 @@ def dsc_plot(summary: dict, path: Path) -> Path:
 def run_isic(args, task: EvalTask, out: Path) -> int:
     """``sss-nnunet evaluate`` for an ISIC dataset: check everything, then write the outputs atomically."""
     from sss_nnunet.evaluation.cases import pair_cases
+    from sss_nnunet.evaluation.cli import output_rules
     from sss_nnunet.evaluation.tables import to_latex
     from sss_nnunet.io import atomic_directory, atomic_output, atomic_write_json, atomic_write_text
 
@@ -244,7 +239,7 @@ def run_isic(args, task: EvalTask, out: Path) -> int:
     summary = summarize_isic(rows, task)
     table = build_isic_table(summary, published_isic(task.kind), method=args.method_name)
     markdown = isic_markdown(table, summary)
-    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+    with atomic_directory(out, **output_rules(args)) as tmp:
         atomic_write_text(tmp / "metrics.csv", isic_csv(summary))
         atomic_write_json(tmp / "summary.json", summary)
         atomic_write_text(tmp / "table.md", markdown)

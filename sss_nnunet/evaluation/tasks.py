@@ -1,6 +1,6 @@
 """Which classes to score for a dataset: label values (or BraTS-style regions) and their names.
 
-``--dataset`` is a key of ``sss_nnunet.datasets.specs.SPECS`` (synapse, btcv, acdc,
+``-d`` (dataset) is a key of ``sss_nnunet.datasets.specs.SPECS`` (synapse, btcv, acdc,
 brats, brats2021) or an nnU-Net dataset (``801``, ``Dataset801``,
 ``Dataset801_Synapse8``) whose ``$nnUNet_raw/DatasetNNN_*/dataset.json`` gives the
 labels. An nnU-Net dataset whose id or name and label values match a spec is
@@ -69,7 +69,7 @@ def task_from_spec(spec: DatasetSpec) -> EvalTask:
 
 
 def resolve_task(dataset: str) -> EvalTask:
-    """``--dataset`` value -> task (raises ``SSSError`` with the reason)."""
+    """``-d`` (dataset) value -> task (raises ``SSSError`` with the reason)."""
     key = dataset.strip().lower()
     if key in SPECS:
         return task_from_spec(SPECS[key])
@@ -88,8 +88,8 @@ def find_raw_dataset(dataset_id: int, full_name: str | None = None) -> Path:
     raw = os.environ.get("nnUNet_raw")
     if not raw:
         raise SSSError(
-            f"--dataset {full_name or dataset_id}: the environment variable nnUNet_raw is not set; "
-            "export nnUNet_raw=/path/to/nnUNet_raw or use --dataset synapse|acdc|brats"
+            f"-d {full_name or dataset_id}: the environment variable nnUNet_raw is not set; "
+            "export nnUNet_raw=/path/to/nnUNet_raw or use -d synapse|acdc|brats"
         )
     root = Path(raw)
     found = sorted(p for p in root.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
@@ -97,10 +97,10 @@ def find_raw_dataset(dataset_id: int, full_name: str | None = None) -> Path:
         found = [p for p in found if p.name.lower() == full_name.lower()]
     if not found:
         want = full_name or f"Dataset{dataset_id:03d}_*"
-        raise SSSError(f"--dataset: no folder {want} in nnUNet_raw ({root})")
+        raise SSSError(f"-d: no folder {want} in nnUNet_raw ({root})")
     if len(found) > 1:
         raise SSSError(
-            f"--dataset {dataset_id}: several folders in nnUNet_raw match: {', '.join(p.name for p in found)}"
+            f"-d {dataset_id}: several folders in nnUNet_raw match: {', '.join(p.name for p in found)}"
         )
     return found[0]
 

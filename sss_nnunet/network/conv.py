@@ -9,6 +9,7 @@ kernel = stride.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +75,16 @@ class ResidualConvBlock(nn.Module):
     the sum (a depthwise-separable version of nnU-Net's residual block: spatial mixing per
     channel, then channel mixing, a nonlinearity between). ``plain``: two dense k convs
     (nnU-Net's conv-norm-act x2 with a residual).
+
+    Init of the separable factors: both kernels are drawn like the dense k conv they replace
+    (uniform, bound 1 / sqrt(C prod(k)), PyTorch's default for fan-in C prod(k)), not with their own
+    fan-in (prod(k) and C). Each factor is followed by a norm, so the forward function does not
+    depend on their scale, only the training dynamics do: a kernel w before a norm moves per SGD step
+    by ~ lr sqrt(fan_in) / |w|^2 relative to itself, so with their own, small fan-ins the factors
+    learned sqrt(C) (depthwise) and sqrt(prod(k)) (pointwise) times slower than nnU-Net's dense convs
+    under nnU-Net's SGD recipe (lr 1e-2, momentum 0.99). Measured (issue 23,
+    tests/network/training_harness.py, blobs set, SGD recipe, 60 steps, network without RWKV stages):
+    full-resolution Dice 0.00 with the own-fan-in init, 0.89 with this one (PlainConvUNet: 0.90).
     """
 
     def __init__(self, channels: int, kernel: Sequence[int], ops: dict, kind: str = "separable"):
@@ -86,6 +97,9 @@ class ResidualConvBlock(nn.Module):
                 ConvNormAct(depthwise_op(conv_op), norm_op, nonlin, C, C, kernel, groups=C, **kw),
                 ConvNormAct(conv_op, norm_op, nonlin, C, C, [1] * len(kernel), act=False, **kw),
             )
+            bound = 1.0 / math.sqrt(C * math.prod(kernel))  # the dense k conv's fan-in (see above)
+            for layer in self.body:
+                nn.init.uniform_(layer[0].weight, -bound, bound)
         elif kind == "plain":
             self.body = nn.Sequential(
                 ConvNormAct(conv_op, norm_op, nonlin, C, C, kernel, **kw),

@@ -26,12 +26,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sss_nnunet.network.conv import ConvNormAct, PositionConv, ResidualConvBlock, Upsample
+from sss_nnunet.network.conv import ConvNormAct, PositionConv, ResidualConvBlock
+from sss_nnunet.network.decoder import SKIPS, Decoder
 from sss_nnunet.network.ops import as_tuple, dims_of, fast_norm, instance_norm
 from sss_nnunet.network.rwkv import (
+    DECAY_SCALES,
     MIXES,
     SCAN_MODES,
     SCAN_WEIGHTS,
+    SHIFT_INPUTS,
     SHIFT_MODES,
     SpatialMix,
     StageScanBlock,
@@ -40,7 +43,6 @@ from sss_nnunet.network.rwkv import (
 )
 
 UPSAMPLERS = ("transposed", "dysample")
-SKIPS = ("add", "concat")
 # nnU-Net architecture keys (PlainConvUNet / ResidualEncoderUNet / ResidualUNet plans) that describe
 # nnU-Net's own conv blocks: accepted so that stock plans build, and not used.
 NNUNET_KEYS = frozenset({
@@ -56,56 +58,6 @@ def _per_stage(value, n: int, name: str) -> list:
     if len(value) != n:
         raise ValueError(f"{name} needs one value per stage ({n}), got {value}")
     return value
-
-
-class Decoder(nn.Module):
-    """Upsample, join the skip, conv blocks, head; ``deep_supervision`` as in nnU-Net.
-
-    ``skip``: ``add`` (up + skip, as UNETR++'s decoder: no extra map of 2C channels and no fusion
-    conv at full resolution) or ``concat`` (cat([up, skip]) then a 1x1 conv-norm-act to C).
-    """
-
-    def __init__(self, features, kernels, strides, num_classes, dims, ops, upsampler, conv_block, depths,
-                 deep_supervision, skip: str = "add"):
-        super().__init__()
-        if skip not in SKIPS:
-            raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
-        self.deep_supervision, self.skip = deep_supervision, skip
-        n = len(features)
-        conv_op = ops["conv_op"]
-        self.ups, self.fuse, self.blocks, self.heads = (nn.ModuleList() for _ in range(4))
-        for s in range(n - 2, -1, -1):  # deepest decoder stage first
-            C = features[s]
-            self.ups.append(Upsample(features[s + 1], C, strides[s + 1], dims, ops, upsampler))
-            self.fuse.append(nn.Identity() if skip == "add" else ConvNormAct(
-                conv_op, ops["norm_op"], ops["nonlin"], 2 * C, C, [1] * dims,
-                norm_kwargs=ops.get("norm_kwargs"), nonlin_kwargs=ops.get("nonlin_kwargs")))
-            self.blocks.append(nn.Sequential(*(ResidualConvBlock(C, kernels[s], ops, conv_block)
-                                               for _ in range(depths[s]))))
-            self.heads.append(conv_op(C, num_classes, 1))
-
-    @staticmethod
-    def _match(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """Crop or zero-pad x to ref's spatial size (sizes not divisible by the strides)."""
-        if x.shape[2:] == ref.shape[2:]:
-            return x
-        x = x[(slice(None), slice(None)) + tuple(slice(0, s) for s in ref.shape[2:])]
-        pads = []
-        for have, want in zip(reversed(x.shape[2:]), reversed(ref.shape[2:])):
-            pads += [0, want - have]
-        return nn.functional.pad(x, pads)
-
-    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-        x = skips[-1]
-        outputs = []
-        for i, skip in enumerate(reversed(skips[:-1])):
-            x = self._match(self.ups[i](x), skip)
-            x = x + skip if self.skip == "add" else self.fuse[i](torch.cat([x, skip], 1))
-            x = self.blocks[i](x)
-            if self.deep_supervision or i == len(self.ups) - 1:
-                outputs.append(self.heads[i](x))
-        outputs = outputs[::-1]  # highest resolution first
-        return outputs if self.deep_supervision else outputs[0]
 
 
 class RWKVSSS(nn.Module):
@@ -129,24 +81,32 @@ class RWKVSSS(nn.Module):
             elsewhere).
         decoder_depths: residual conv blocks after the fusion, per decoder stage (indexed by
             the encoder stage it joins; default 1 everywhere).
-        global_windows / local_windows: windows along the longest axis of the (pooled) map for
-            the global and the local mix (default 2^(n_rwkv-2-r) and 2^(n_rwkv-1-r) at RWKV stage
-            r: many windows early, fewer deeper), adjusted per map by
-            ``windows.stage_partition`` (local always finer than global, even at the deepest
-            stage; at least ``min_window_tokens`` tokens per local window where possible).
-        min_window_tokens: tokens a local window must hold after pooling (default 16 in 2D,
-            32 in 3D: a 4x4 / 4x4x2 neighbourhood; smaller windows hardly differ from the shift).
+        global_splits: bisections of each RWKV stage's (pooled) map into global windows (default
+            n_rwkv - 1 - r at RWKV stage r: the deepest stage one window, the count doubling per
+            stage upwards, so no two RWKV stages share a partition); local windows are the global
+            ones bisected further to at most ``local_tokens`` tokens (default 64, constant over
+            stages; why: ``windows.stage_windows``).
+        global_windows / local_windows: legacy per-stage window counts along the longest axis
+            (``windows.stage_partition``); when both are given they replace the schedule above.
+        min_window_tokens: legacy partition only (default 16 in 2D, 32 in 3D).
         scan: raster | zigzag | stage (default: the dims cyclic snake orders, weighted per sample).
         scan_weights: dynamic (gate on pooled features + per-stage bias, default) | static
             (per-stage learned bias only) | uniform (equal, fixed: not stage-dependent). Measured:
             static ties dynamic at the same cost (the paper's gate stays), uniform is lower.
-        shift: none | qshift4 | stage (every axis both ways, shares from the weighted scan).
-        mixes: global (default) | both | local: the spatial mixes of a Stage-Scan block. global: one
-            window-major Bi-WKV mix on the stage's ``global_windows`` partition; both: the paper's
-            global mix plus a local mix on the finer ``local_windows`` partition. Measured reason
-            for the default (docs/results.md, ``SSSTrainer_globalOnly`` / ``SSSTrainer_bothMixes``):
-            the local mix scored no better on either comparison set over two seeds, and without it
-            the network has 18 % fewer parameters and needs 9 % less training memory.
+        shift: none | qshift4 (Vision-RWKV's Q-Shift: every axis of size > 1 an equal share, in 3D
+            all six directions) | stage (default: every axis both ways, shares from the weighted scan).
+        shift_input: mix (default: each sub-block shifts its own normalised input, as Vision-RWKV and
+            Zig-RiR) | block (one shift of the block's first normalised input shared by all sub-blocks).
+        decay_scale: sequence (default, Vision-RWKV: decay / sequence length) | window (the global
+            mix's decay / window volume, Zig-RiR's inner RWKV: the window-major scan order then
+            decides which tokens weigh; ablation ``SSSTrainer_decayWindow``).
+        mixes: both (default, the paper's Stage-Scan block: a global window-major Bi-WKV mix and a
+            local mix on the finer windows) | global | local (ablations ``SSSTrainer_globalOnly`` /
+            ``SSSTrainer_localOnly``). Why ``both``: it is the paper's design, and the earlier
+            ``global`` default came from two-seed runs on 4-stage plans where the global partition was
+            one window at every RWKV stage; no interval-backed comparison shows that removing the
+            local mix helps. It costs parameters (one more SpatialMix per block; figures:
+            ``benchmarks/bench_network.py --counts-only``).
         wkv_pool: k/v pooling factor per stage (default 2^(3-s) at RWKV stage s, at least 1:
             4 at stage 1, 2 at stage 2, then 1); ``pooled_wkv=False`` sets all to 1.
         pos_embed: residual depthwise-conv position signal at the start of every RWKV stage
@@ -185,11 +145,15 @@ class RWKVSSS(nn.Module):
         decoder_depths: Sequence[int] | None = None,
         global_windows: int | Sequence[int] | None = None,
         local_windows: int | Sequence[int] | None = None,
+        global_splits: int | Sequence[int] | None = None,
+        local_tokens: int = 64,
+        shift_input: str = "mix",
+        decay_scale: str = "sequence",
         min_window_tokens: int | None = None,
         scan: str = "stage",
         scan_weights: str = "dynamic",
         shift: str = "stage",
-        mixes: str = "global",
+        mixes: str = "both",
         pooled_wkv: bool = True,
         wkv_pool: Sequence[int] | None = None,
         pos_embed: bool = False,
@@ -216,7 +180,8 @@ class RWKVSSS(nn.Module):
         for name, value, allowed in (("scan", scan, SCAN_MODES), ("shift", shift, SHIFT_MODES),
                                      ("upsampler", upsampler, UPSAMPLERS), ("scan_weights", scan_weights, SCAN_WEIGHTS),
                                      ("mixes", mixes, MIXES), ("conv_block", conv_block, ("separable", "plain")),
-                                     ("skip", skip, SKIPS)):
+                                     ("skip", skip, SKIPS), ("shift_input", shift_input, SHIFT_INPUTS),
+                                     ("decay_scale", decay_scale, DECAY_SCALES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         features = [int(f) for f in _per_stage(features_per_stage, n, "features_per_stage")]
@@ -234,12 +199,21 @@ class RWKVSSS(nn.Module):
         if decoder_depths is None:
             decoder_depths = [1] * n
         decoder_depths = list(decoder_depths) + [0] * (n - len(decoder_depths))
-        if global_windows is None:
-            global_windows = [0] * first + [2 ** max(n_rwkv - 2 - r, 0) for r in range(n_rwkv)]
-        if local_windows is None:
-            local_windows = [0] * first + [2 ** max(n_rwkv - 1 - r, 0) for r in range(n_rwkv)]
-        global_windows = _per_stage(global_windows, n, "global_windows")
-        local_windows = _per_stage(local_windows, n, "local_windows")
+        if isinstance(global_windows, (list, tuple)) and all(g is None for g in global_windows):
+            global_windows = None  # plans written from a schedule network's config
+        if isinstance(local_windows, (list, tuple)) and all(g is None for g in local_windows):
+            local_windows = None
+        legacy_windows = global_windows is not None and local_windows is not None
+        if legacy_windows:
+            global_windows = _per_stage(global_windows, n, "global_windows")
+            local_windows = _per_stage(local_windows, n, "local_windows")
+        elif global_windows is not None or local_windows is not None:
+            raise ValueError("global_windows and local_windows (legacy partition) must be given together")
+        else:
+            global_windows = local_windows = [None] * n
+        if global_splits is None:
+            global_splits = [0] * first + [n_rwkv - 1 - r for r in range(n_rwkv)]
+        global_splits = [int(g) for g in _per_stage(global_splits, n, "global_splits")]
         if min_window_tokens is None:
             min_window_tokens = 16 if dims == 2 else 32
         if wkv_pool is None:
@@ -256,8 +230,11 @@ class RWKVSSS(nn.Module):
         rates = torch.linspace(0, drop_path, max(n_blocks, 1)).tolist()
 
         self.config = dict(features=features, first_rwkv_stage=first, depths=depths,
-                           decoder_depths=decoder_depths, global_windows=list(global_windows),
-                           local_windows=list(local_windows), min_window_tokens=int(min_window_tokens), scan=scan,
+                           decoder_depths=decoder_depths,
+                           global_windows=list(global_windows) if legacy_windows else None,
+                           local_windows=list(local_windows) if legacy_windows else None,
+                           global_splits=global_splits, local_tokens=int(local_tokens), shift_input=shift_input,
+                           decay_scale=decay_scale, min_window_tokens=int(min_window_tokens), scan=scan,
                            scan_weights=scan_weights, shift=shift, mixes=mixes, wkv_pool=list(wkv_pool),
                            pos_embed=pos_embed, upsampler=upsampler, conv_block=conv_block, skip=skip,
                            mlp_ratio=mlp_ratio)
@@ -286,7 +263,8 @@ class RWKVSSS(nn.Module):
                     mlp_ratio, layer=(block_id, n_blocks), order_bias=stage_scan_bias(
                         len(orders), s - first, n_rwkv, 0.0 if scan_weights == "uniform" else 1.0),
                     drop_path=rates[block_id], layer_scale=layer_scale, scan_weights=scan_weights,
-                    min_tokens=int(min_window_tokens), mixes=mixes,
+                    min_tokens=int(min_window_tokens), mixes=mixes, global_splits=global_splits[s],
+                    local_tokens=int(local_tokens), shift_input=shift_input, decay_scale=decay_scale,
                 ))
                 block_id += 1
             self.encoder.append(nn.Sequential(*layers))

@@ -117,6 +117,59 @@ def stage_partition(spatial: tuple[int, ...], global_windows: int, local_windows
     return fn(tuple(int(s) for s in spatial), int(global_windows), int(local_windows), int(min_tokens))
 
 
+def bisect_sizes(sizes: tuple[int, ...], splits: int) -> tuple[int, ...]:
+    """Window sizes after ``splits`` bisections: each halves (ceil) the longest window axis (the
+    first of equal ones); an axis of one voxel is never split, so fewer splits happen on tiny maps."""
+    sizes = list(sizes)
+    for _ in range(max(0, int(splits))):
+        axis = 0  # a plain loop, as dynamo cannot trace max(key=) on symbolic sizes
+        for a in range(1, len(sizes)):
+            if sizes[a] > sizes[axis]:
+                axis = a
+        if sizes[axis] == 1:
+            break
+        sizes[axis] = (sizes[axis] + 1) // 2
+    return tuple(sizes)
+
+
+def grid_from_sizes(spatial: tuple[int, ...], sizes: tuple[int, ...]) -> WindowGrid:
+    """Windows of ``sizes`` voxels (ceil(spatial / sizes) per axis, the last one padded)."""
+    return WindowGrid(tuple(spatial), tuple(math.ceil(s / z) for s, z in zip(spatial, sizes)), tuple(sizes))
+
+
+@lru_cache(maxsize=1024)
+def _stage_windows(spatial: tuple[int, ...], global_splits: int, local_tokens: int) -> tuple[WindowGrid, WindowGrid]:
+    glob = bisect_sizes(spatial, global_splits)
+    local = bisect_sizes(glob, 1)  # always finer than the global windows
+    while math.prod(local) > local_tokens and max(local) > 1:
+        local = bisect_sizes(local, 1)
+    return grid_from_sizes(spatial, glob), grid_from_sizes(spatial, local)
+
+
+def stage_windows(spatial: tuple[int, ...], global_splits: int, local_tokens: int) -> tuple[WindowGrid, WindowGrid]:
+    """(global grid, local grid) of one RWKV stage on a (pooled) map: the paper's window schedule.
+
+    Global: the map bisected ``global_splits`` times (longest window axis first). The network
+    gives RWKV stage r of n_rwkv the value n_rwkv - 1 - r: the deepest stage is ONE window (plain
+    global attention) and each shallower stage has one bisection more, so the number of global
+    windows falls stage by stage (x2 per stage) on any map large enough to be split, whatever
+    the strides and pooling (two stages with equally large pooled maps still differ).
+    Local: the global windows bisected further, at least once (local windows are finer than
+    the global ones at every stage, the deepest included, and nest inside them when sizes are
+    even), until a window holds at most ``local_tokens`` tokens (default 64: 4 x 4 x 4 in 3D,
+    8 x 8 in 2D). So the local window keeps a constant number of tokens at every stage (fewer
+    only on maps smaller than two such windows, e.g. 2 x 4 x 4 at a deepest 4^3 stage) and its
+    extent in image voxels doubles per axis with every stride-2 stage, like a conv pyramid's
+    receptive field or Swin's fixed 7 x 7 windows. Why constant tokens: the local mix divides its
+    decay by the window volume, so the same size gives every stage the same weight-vs-distance
+    profile (how local the local mix is does not drift with depth), and its cost per token stays
+    constant. Why at most 64: smaller windows (8 tokens) hardly reach beyond the one-voxel token
+    shift; larger ones approach the global mix they are meant to refine.
+    """
+    fn = _stage_windows.__wrapped__ if torch.compiler.is_compiling() else _stage_windows
+    return fn(tuple(int(s) for s in spatial), int(global_splits), int(local_tokens))
+
+
 DEVICE_CACHE: dict = {}  # (what, *shape/order ints, device str[, dtype str]) -> tensor(s) on that device
 CACHE_STATS = {"misses": 0}  # tensors built (eager); tests check that repeated forwards add none
 

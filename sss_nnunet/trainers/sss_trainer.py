@@ -17,7 +17,7 @@ from torch import nn
 
 from sss_nnunet.network import RWKVSSS
 from sss_nnunet.network.checkpointing import apply_checkpointing
-from sss_nnunet.trainers.schedule import WarmupCosineLR
+from sss_nnunet.trainers.recipes import sss_adamw
 
 _CUDA = torch.device("cuda")  # nnU-Net's default device
 
@@ -39,21 +39,45 @@ def network_kwargs_from_plans(configuration_manager: ConfigurationManager) -> di
     return kwargs
 
 
+LOW_RES = ("3d_lowres", "3d_cascade_fullres")  # nnU-Net's planner leaves these out when 3d_fullres suffices
+
+
+def missing_configuration(trainer: str, plans: dict, configuration: str) -> str:
+    """One line for ``nnUNetv2_train ... CONFIG`` where the plans have no ``configuration``: the command that
+    plans it (the right tool for the plans, the real dataset id), or, for a stage the planner dropped, what to
+    train instead."""
+    from sss_nnunet._stock_cli_errors import _planning_command
+
+    available = list(plans.get("configurations", {}))
+    dataset, plans_name = plans.get("dataset_name", "?"), plans.get("plans_name", "?")
+    dataset_id = str(int(dataset[7:10])) if dataset[:7] == "Dataset" and dataset[7:10].isdigit() else dataset
+    head = (f"{trainer}: configuration '{configuration}' is not in the plans '{plans_name}' of {dataset}. "
+            f"Available: {', '.join(available)}.")
+    if configuration in LOW_RES and "3d_fullres" in available:
+        return (f"{head} The planner left out the low-resolution stage because 3d_fullres already covers "
+                f"the images: train 3d_fullres instead (nnUNetv2_train {dataset_id} 3d_fullres FOLD -tr "
+                f"{trainer} -p {plans_name})")
+    return f"{head} Plan it with: {_planning_command(plans_name, dataset_id)} -c {configuration}"
+
+
 class SSSTrainer(nnUNetTrainer):
     """RWKV-SSS with nnU-Net's planning, preprocessing, augmentation and inference.
 
     Network: ``RWKVSSS`` built from the trained configuration's plans (2d, 3d_fullres,
     3d_lowres, 3d_cascade_fullres): its patch size, n_stages, features_per_stage, kernel_sizes
     and strides, with deep supervision. Variants change RWKV-SSS arguments through
-    ``network_overrides``.
+    ``network_overrides``. It is the top of the ablation ladder: ``SSSTrainer_L6`` + DySample
+    (``upsampler="dysample"``; ``variants.LADDER``).
 
-    Optimiser: AdamW (lr 1e-3, weight decay 0.01, none on biases, norms, decays, bonuses and
-    token-shift mixes) with a linear warm-up over the first 5% of epochs and cosine decay.
-    Why not nnU-Net's SGD (lr 1e-2, momentum 0.99, poly): the Bi-WKV decay ``w`` and bonus
-    ``u`` enter the attention through exponentials of (distance x w), so large momentum steps
-    early in training swing whole attention maps from local to global; adaptive per-parameter
-    steps with a short warm-up are what the Vision-RWKV / transformer family trains with, and
-    decaying those parameters towards 0 would erase the learned receptive field.
+    Optimiser: ``recipes.sss_adamw``: AdamW (lr 1e-3, weight decay 0.01, none on biases, norms,
+    decays, bonuses and token-shift mixes) with a linear warm-up over the first 5% of epochs and
+    cosine decay. nnU-Net's SGD recipe is ``recipes.nnunet_sgd``; the network trains under both
+    (tests/network/test_recipes_train.py). Measured (issue 23, in-process harness
+    tests/network/training_harness.py, batch 2): under SGD the network predicted only background
+    (easy blob set, 90 steps: full-resolution Dice 0.00; PlainConvUNet 0.89) because its separable
+    conv factors learned sqrt(C) / sqrt(prod(k)) times slower than dense convs under SGD; with the
+    dense conv's fan-in init (``conv.ResidualConvBlock``) it reaches 0.90 after 60 steps (AdamW 0.84).
+    Which recipe trains better on real data is for ``sss-nnunet compare --recipe``.
     """
 
     network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
@@ -69,14 +93,8 @@ class SSSTrainer(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = _CUDA):
-        available = list(plans.get("configurations", {}))
-        if configuration not in available:
-            raise SystemExit(
-                f"{type(self).__name__}: configuration '{configuration}' is not in the plans "
-                f"'{plans.get('plans_name', '?')}' of {plans.get('dataset_name', '?')}. Available: "
-                f"{', '.join(available)}. Plan it with: "
-                f"nnUNetv2_plan_and_preprocess -d DATASET -c {configuration}"
-            )
+        if configuration not in plans.get("configurations", {}):
+            raise SystemExit(missing_configuration(type(self).__name__, plans, configuration))
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = self.learning_rate
         self.weight_decay = 1e-2
@@ -103,16 +121,9 @@ class SSSTrainer(nnUNetTrainer):
         return network
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.network.parameters():
-            if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.initial_lr, betas=(0.9, 0.999),
-        )
-        warmup = max(1, round(self.warmup_fraction * self.num_epochs))
-        return optimizer, WarmupCosineLR(optimizer, self.initial_lr, self.num_epochs, warmup)
+        """AdamW + warm-up + cosine (``recipes.sss_adamw``) with this trainer's lr and weight decay."""
+        return sss_adamw(self.network, self.num_epochs, lr=self.initial_lr, weight_decay=self.weight_decay,
+                         warmup_fraction=self.warmup_fraction)
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written to a hidden temporary file in the same folder and renamed over

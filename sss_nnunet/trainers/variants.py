@@ -91,15 +91,18 @@ class SSSTrainer_scanWeightsUniform(SSSTrainer):
 
 
 class SSSTrainer_globalOnly(SSSTrainer):
-    """Stage-Scan blocks without the local mix (global window-major mix and channel mix). The same
-    network as ``SSSTrainer`` since ``mixes="global"`` became the default (docs/results.md); kept so
-    the ablation runs in docs/results.md can be reproduced by name."""
+    """Ablation: Stage-Scan blocks without the local mix (global window-major mix and channel mix).
+    It was the default until ``mixes="both"`` (the paper's block) became it again: the earlier
+    choice rested on two-seed runs on plans whose global partition was one window at every RWKV
+    stage, not on an interval-backed comparison."""
 
     network_overrides = {"mixes": "global"}
 
 
 class SSSTrainer_bothMixes(SSSTrainer):
-    """The paper's Stage-Scan block: global window-major mix, then a local mix on the finer windows."""
+    """The paper's Stage-Scan block (global window-major mix, then a local mix on the finer windows):
+    the default network since ``mixes="both"`` is the default; the name is kept so earlier runs
+    can be reproduced by name (the same network as ``SSSTrainer``)."""
 
     network_overrides = {"mixes": "both"}
 
@@ -122,9 +125,85 @@ class SSSTrainer_posEmbed(SSSTrainer):
     network_overrides = {"pos_embed": True}
 
 
-class SSSTrainer_VRWKV(SSSTrainer):
-    """Plain Vision-RWKV baseline in the same U-Net: one global raster scan over the whole map, Q-Shift
-    (four in-plane directions), no pooled WKV, no local mix, transposed-conv upsampling."""
+class SSSTrainer_decayWindow(SSSTrainer):
+    """The global mix's decay and bonus divided by the window volume instead of the sequence length
+    (Zig-RiR's inner-RWKV scaling): weights fall over one window, so the scan order matters there."""
 
-    network_overrides = {"scan": "raster", "shift": "qshift4", "pooled_wkv": False, "upsampler": "transposed",
-                         "mixes": "global", "global_windows": 1}
+    network_overrides = {"decay_scale": "window"}
+
+
+class SSSTrainer_shiftShared(SSSTrainer):
+    """One token shift per block (of the block's first normalised input) shared by the global, local
+    and channel mixes, instead of each sub-block shifting its own normalised input (Vision-RWKV)."""
+
+    network_overrides = {"shift_input": "block"}
+
+
+# ----------------------------------------------------------------------- the ablation ladder
+# One network switch per rung, each rung the previous plus one mechanism of the paper; the rung
+# after L6 (+ DySample) is SSSTrainer itself. tests/network/test_ablation_trainers.py checks it.
+class SSSTrainer_L0(SSSTrainer):
+    """Ladder rung 0: plain Vision-RWKV in the same U-Net. One raster scan over the whole map (one
+    global window), Q-Shift over every axis (3D: all six directions), only the global mix, no pooled
+    WKV, transposed-conv upsampling; ``scan_weights="static"`` is inert here (one order) and makes
+    rung 5's switch the dynamic gate alone."""
+
+    network_overrides = {"scan": "raster", "scan_weights": "static", "global_splits": 0, "mixes": "global",
+                         "shift": "qshift4", "pooled_wkv": False, "upsampler": "transposed"}
+
+
+def _rung(parent: type[SSSTrainer], switch: str) -> dict:
+    """The parent's overrides without ``switch`` (the rung's one change: that switch's default)."""
+    overrides = dict(parent.network_overrides)
+    del overrides[switch]
+    return overrides
+
+
+class SSSTrainer_L1(SSSTrainer_L0):
+    """Ladder rung 1 = L0 + stage scan orders (``scan="stage"``: the dims cyclic snake orders,
+    stage-dependent learned static weights)."""
+
+    network_overrides = _rung(SSSTrainer_L0, "scan")
+
+
+class SSSTrainer_L2(SSSTrainer_L1):
+    """Ladder rung 2 = L1 + global windows (``global_splits`` default: the window schedule, the
+    number of windows falling stage by stage to one at the deepest stage)."""
+
+    network_overrides = _rung(SSSTrainer_L1, "global_splits")
+
+
+class SSSTrainer_L3(SSSTrainer_L2):
+    """Ladder rung 3 = L2 + local mix (``mixes="both"``: Bi-WKV inside the finer local windows)."""
+
+    network_overrides = _rung(SSSTrainer_L2, "mixes")
+
+
+class SSSTrainer_L4(SSSTrainer_L3):
+    """Ladder rung 4 = L3 + direction-aware shift (``shift="stage"``: channel shares per axis from the
+    weighted scan orders, instead of Q-Shift's equal shares)."""
+
+    network_overrides = _rung(SSSTrainer_L3, "shift")
+
+
+class SSSTrainer_L5(SSSTrainer_L4):
+    """Ladder rung 5 = L4 + dynamic gate (``scan_weights="dynamic"``: per-sample scan weights from
+    the input, which the shift shares follow)."""
+
+    network_overrides = _rung(SSSTrainer_L4, "scan_weights")
+
+
+class SSSTrainer_L6(SSSTrainer_L5):
+    """Ladder rung 6 = L5 + pooled WKV (``pooled_wkv=True``: k, v average-pooled at the first RWKV
+    stages). The next rung, + DySample (``upsampler="dysample"``), is ``SSSTrainer``."""
+
+    network_overrides = _rung(SSSTrainer_L5, "pooled_wkv")
+
+
+LADDER = [SSSTrainer_L0, SSSTrainer_L1, SSSTrainer_L2, SSSTrainer_L3, SSSTrainer_L4, SSSTrainer_L5, SSSTrainer_L6,
+          SSSTrainer]
+
+
+class SSSTrainer_VRWKV(SSSTrainer_L0):
+    """Legacy name of ``SSSTrainer_L0`` (plain Vision-RWKV in the same U-Net), kept so that its runs
+    and checkpoints still load; in 3D its Q-Shift now covers the D axis too."""

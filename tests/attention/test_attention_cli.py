@@ -43,7 +43,7 @@ def test_maps_are_written_in_the_input_geometry(results, tmp_path, capsys, trans
     assert "stage 2:" in printed and "stage 3:" in printed and "query voxel (7, 15, 14)" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["query"]["image"] == [7, 15, 14]
-    assert len(summary["maps"]) == 4  # SSSTrainer on 4 stages: 2 blocks at stages 2 and 3, one (global) mix each
+    assert len(summary["maps"]) == 8  # SSSTrainer on 4 stages: 2 blocks at stages 2 and 3, global + local mix each
     padded = shape[0] < 16
     for m in summary["maps"]:
         name = f"stage{m['stage']}b{m['block']}_{m['mix']}"

@@ -55,3 +55,26 @@ def test_compare_scans_writes_every_mode_and_restores_the_scan(results, tmp_path
     main = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "attention_stage2b0_global.nii.gz")))
     np.testing.assert_allclose(arrays["stage", "stage2b0_global"], main, atol=1e-7)  # SSSTrainer scans "stage"
     assert not np.allclose(arrays["raster", "stage2b0_global"], arrays["zigzag", "stage2b0_global"], atol=1e-7)
+    # the local mix (on by default): its windows hold few tokens, so the scan order moves its weights visibly
+    local = {mode: sitk.GetArrayFromImage(sitk.ReadImage(str(out / "scans" / mode / "attention_stage2b0_local.nii.gz")))
+             for mode in distances}
+    assert np.abs(local["raster"] - local["stage"]).sum() > 0.05, np.abs(local["raster"] - local["stage"]).sum()
+
+
+@pytest.mark.slow
+def test_compare_scans_shows_the_global_scan_difference_with_window_decay(results, tmp_path):  # noqa: F811
+    """The same weights with the global mix's decay scaled by the window volume (SSSTrainer_decayWindow): the
+    switched scan moves the global mix's map far more than with Vision-RWKV's sequence-length scaling."""
+    image = tmp_path / "case_0000.nii.gz"
+    write_image(image)
+    change = {}
+    for trainer in ("SSSTrainer_tiny", "SSSTrainer_decayWindow"):
+        write_model(results, trainer)
+        out = tmp_path / trainer
+        assert attention("-tr", trainer, "-i", image, "--voxel", 7, 15, 14, "--stages", 2, "--compare-scans",
+                         "--out", out) == 0
+        maps = {mode: sitk.GetArrayFromImage(sitk.ReadImage(str(out / "scans" / mode / f"attention_{name}.nii.gz")))
+                for mode in ("raster", "stage") for name in ["stage2b0_global"]}
+        change[trainer] = float(np.abs(maps["raster"] - maps["stage"]).sum())
+    print("L1 change of the global-mix map, raster vs stage scan:", change)
+    assert change["SSSTrainer_decayWindow"] > 2 * change["SSSTrainer_tiny"], change

@@ -71,3 +71,55 @@ def test_failed_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
     assert [p.name for p in target.iterdir()] == ["old.txt"]
     assert (target / "old.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_dead_processes_are_removed_others_kept(tmp_path, capsys):
+    from sss_nnunet.io import remove_stale
+
+    dead = _dead_pid()
+    stale = [tmp_path / f".out.{dead}.abc.partial", tmp_path / f".out.{dead}.def.old",
+             tmp_path / ".out.k2j4h5g6.partial"]  # the last: named before temporaries carried a process id
+    live = [tmp_path / f".out.{os.getpid()}.xyz.partial", tmp_path / ".outer.123.partial", tmp_path / "out",
+            tmp_path / f".other.{dead}.abc.partial", tmp_path / f".out.{dead}.notes"]
+    for p in stale + live:
+        p.mkdir()
+        (p / "file").write_text("x")
+    (tmp_path / f"..out.{dead}.staged.{dead}.q.staged").write_text("x")  # an atomic_output temporary file
+    removed = remove_stale(tmp_path, "out")
+    assert sorted(removed) == sorted(stale + [tmp_path / f"..out.{dead}.staged.{dead}.q.staged"])
+    assert all(p.exists() for p in live)
+    assert capsys.readouterr().err.count("left by an interrupted earlier run") == 4
+
+
+def test_overwrite_rules(tmp_path):
+    from sss_nnunet.errors import SSSError
+    from sss_nnunet.io import OWNER_FILE, check_output_dir
+
+    inputs = tmp_path / "data" / "gt"
+    inputs.mkdir(parents=True)
+    for out in (inputs, tmp_path / "data", tmp_path):
+        with pytest.raises(SSSError, match="holds the input"):
+            check_output_dir(out, overwrite=True, owner="me", inputs=(inputs,))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SSSError, match="not a folder"):
+        check_output_dir(tmp_path / "file", overwrite=True, owner="me")
+    with atomic_directory(tmp_path / "mine", owner="me") as tmp:
+        (tmp / "result.txt").write_text("1")
+    assert (tmp_path / "mine" / OWNER_FILE).is_file()
+    check_output_dir(tmp_path / "mine", overwrite=True, owner="me")
+    with pytest.raises(SSSError, match="not an output of you"):
+        check_output_dir(tmp_path / "mine", overwrite=True, owner="you")
+    (tmp_path / "mine" / "added.txt").write_text("user")
+    with pytest.raises(SSSError, match="added.txt"):
+        check_output_dir(tmp_path / "mine", overwrite=True, owner="me")
+    with pytest.raises(SSSError, match="not an output of me"):
+        check_output_dir(tmp_path / "data", overwrite=True, owner="me")
+    check_output_dir(tmp_path / "data", overwrite=True, owner="me", legacy=lambda p: True)

@@ -100,3 +100,35 @@ def test_convert_context_and_the_planned_patch_is_the_whole_volume(tmp_path):
     res = subprocess.run([SSS, "convert", "context", "--raw", str(tmp_path)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 2 and "takes no --raw" in res.stderr
+
+
+# ----------------------------------------------------------------------------- the 2D variant
+def test_context2d_cases_have_one_class_decided_by_a_far_marker():
+    from sss_nnunet.datasets.synthetic_context import MIN_MARKER_DISTANCE_2D, SHAPE_2D, make_context2d_case
+
+    a, b = make_context2d_case(3, 5), make_context2d_case(3, 5)
+    assert np.array_equal(a.image, b.image) and not np.array_equal(a.image, make_context2d_case(3, 5, "Ts").image)
+    classes, sides = [], set()
+    for i in range(16):
+        c = make_context2d_case(0, i)
+        assert c.image.shape == c.label.shape == (1, *SHAPE_2D) and c.image.dtype == np.int16
+        present = set(np.unique(c.label)) - {0}
+        assert len(present) == 1 and ndimage.label(c.label[0] > 0)[1] == 2
+        marker = _marker_centre(c)
+        comps, n = ndimage.label(c.label > 0)
+        for k in range(1, n + 1):
+            assert abs(ndimage.center_of_mass(comps == k)[2] - marker[2]) >= MIN_MARKER_DISTANCE_2D - 4
+        centre = np.round(marker).astype(int)
+        core = c.image[0, centre[1] - 2:centre[1] + 3, centre[2] - 2:centre[2] + 3].astype(float).mean()
+        cls = LABELS["blob_shell"] if core < 90 else LABELS["blob_solid"]  # a shell's inside is background
+        assert present == {cls}
+        classes.append(cls)
+        sides.add(marker[2] < SHAPE_2D[1] / 2)
+    assert len(set(classes)) == 2 and sides == {True, False}  # both classes, markers at both ends of W
+
+
+def test_context2d_dataset_layout(tmp_path):
+    folder = synthetic.write_synthetic_dataset(tmp_path, 993, 3, 2, seed=0, kind="context2d", progress=False)
+    assert folder.name == "Dataset993_SSSContext2D"
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["labels"] == LABELS and len(list((folder / "labelsTs").glob("*.nii.gz"))) == 2

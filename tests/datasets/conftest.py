@@ -50,12 +50,12 @@ def nnunet_env(tmp_path, monkeypatch) -> dict[str, Path]:
 def convert(capsys) -> Callable[..., tuple[int, str, str]]:
     """``convert("synapse", "--raw", path, ...)`` through the CLI -> (exit code, stdout, stderr).
 
-    Runs with ``--workers 1`` unless the arguments say otherwise.
+    Runs with ``-np 1`` unless the arguments say otherwise.
     """
     def run(*args) -> tuple[int, str, str]:
         argv = ["convert", *map(str, args)]
-        if "--workers" not in argv:
-            argv += ["--workers", "1"]
+        if "-np" not in argv and "--workers" not in argv:
+            argv += ["-np", "1"]
         capsys.readouterr()
         rc = main(argv)
         out, err = capsys.readouterr()

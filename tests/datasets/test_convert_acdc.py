@@ -23,7 +23,7 @@ OFFICIAL = ["patient101_frame01", "patient101_frame10", "patient102_frame01", "p
 
 def test_acdc_paper_dataset(raw_tree, nnunet_env, convert):
     db = raw_tree("acdc")
-    rc, _, err = convert("acdc", "--raw", db.parent, "--workers", "2")  # parent of database/ works too
+    rc, _, err = convert("acdc", "--raw", db.parent, "-np", "2")  # parent of database/ works too
     assert rc == 0, err
     folder = nnunet_env["nnUNet_raw"] / "Dataset803_ACDC"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -290,7 +291,7 @@ def test_plan_train_predict_evaluate_with_the_stock_cli(tmp_path):
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-4000:]}"
         return res.stdout + res.stderr
 
-    run(["sss-nnunet", "convert", "isic2016", "--raw", str(raw), "--resize", "32x48", "--workers", "1"])
+    run(["sss-nnunet", "convert", "isic2016", "--raw", str(raw), "--resize", "32x48", "-np", "1"])
     folder = tmp_path / "raw" / "Dataset806_ISIC2016"
     run(["nnUNetv2_plan_and_preprocess", "-d", "806", "-c", "2d", "-np", "2", "-npfp", "2",
          "--verify_dataset_integrity"])
@@ -324,6 +325,7 @@ def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[var] = str(tmp_path / var)
     env["nnUNet_extTrainer"] = str(tmp_path / "ext")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -333,7 +335,7 @@ def test_training_script_dry_run(tmp_path, key, size):
     result = run_script(tmp_path, key, "--dry-run", "--raw", "/data/isic archives")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"sss-nnunet convert {key} --raw /data/isic\\ archives --id {dataset_id} --resize {size}",
+        f"sss-nnunet convert {key} --raw /data/isic\\ archives -d {dataset_id} --resize {size}",
         f"nnUNetv2_plan_and_preprocess -d {dataset_id} -c 2d --verify_dataset_integrity --clean",
         f"nnUNetv2_train {dataset_id} 2d 0 -tr SSSTrainer",
     ]
@@ -341,17 +343,17 @@ def test_training_script_dry_run(tmp_path, key, size):
 
 
 def test_training_script_options(tmp_path):
-    result = run_script(tmp_path, "isic2018", "all", "--dry-run", "--raw", "/r", "--resize", "none", "--seed", "7",
-                        "--np", "2", "--trainer", "SSSTrainer_tiny", "--", "-device", "cpu")
+    result = run_script(tmp_path, "isic2018", "-f", "all", "--dry-run", "--raw", "/r", "--resize", "none", "--seed",
+                        "7", "-np", "2", "-tr", "SSSTrainer_tiny", "--", "-device", "cpu")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "sss-nnunet convert isic2018 --raw /r --id 808 --workers 2 --seed 7",
-        "nnUNetv2_plan_and_preprocess -d 808 -c 2d --verify_dataset_integrity --clean -np 2 -npfp 2",
+        "sss-nnunet convert isic2018 --raw /r -d 808 -np 2 --seed 7",
+        "nnUNetv2_plan_and_preprocess -d 808 -c 2d --verify_dataset_integrity --clean -np 2",
     ] + [f"nnUNetv2_train 808 2d {f} -tr SSSTrainer_tiny -device cpu" for f in range(5)]
     result = run_script(tmp_path, "isic2017", "--dry-run", "--raw", "/r", "--resize", "128x160", "--split", "t.txt")
     assert result.stdout.splitlines()[0] == \
-        "sss-nnunet convert isic2017 --raw /r --id 807 --resize 128x160 --split t.txt"
-    assert "--config NAME   nnU-Net configuration (default 2d)" in run_script(tmp_path, "isic2017", "--help").stdout
+        "sss-nnunet convert isic2017 --raw /r -d 807 --resize 128x160 --split t.txt"
+    assert "-c CONFIG       nnU-Net configuration (default 2d)" in run_script(tmp_path, "isic2017", "--help").stdout
     for args, words in ((["--dry-run"], "give the dataset first"), (["isic2019"], "unknown dataset 'isic2019'"),
                         (["isic2016", "--resize"], "--resize needs a value")):
         result = run_script(tmp_path, *args)

@@ -42,7 +42,7 @@ def _convert_killed(raw: Path, env: dict, *extra: str) -> None:
         return any(len(list((p / "imagesTr").glob("*.nii.gz"))) >= 3 for p in _partials(raw_base, NAME))
 
     argv = python_with_delay("sss_nnunet.datasets.writer", "convert_case", 0.3)
-    argv += ["convert", "synapse", "--raw", str(raw), "--workers", "1", *extra]
+    argv += ["convert", "synapse", "--raw", str(raw), "-np", "1", *extra]
     assert kill_when(argv, env, half_converted, timeout=600), "convert ended before the kill point"
 
 
@@ -58,7 +58,7 @@ def test_convert_killed_mid_run(raw_tree, nnunet_env):
 
     # the next run converts the whole dataset
     import subprocess
-    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "-np", "1"), env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(list((raw_base / NAME / "imagesTr").glob("*.nii.gz"))) == 18
@@ -68,7 +68,7 @@ def test_convert_killed_mid_run(raw_tree, nnunet_env):
 def test_convert_overwrite_killed_mid_run_keeps_the_old_dataset_and_split(raw_tree, nnunet_env):
     raw, env = raw_tree("synapse"), dict(os.environ)
     import subprocess
-    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "-np", "1"), env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     folder = nnunet_env["nnUNet_raw"] / NAME
@@ -103,8 +103,8 @@ def test_evaluate_killed_mid_run(tmp_path, phase):
     pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "evaluation"
     _label_maps(pred, 8, 0)
     _label_maps(gt, 8, 1)
-    args = ["evaluate", "--pred", pred, "--gt", gt, "--dataset", "synapse", "--protocol", "strict",
-            "--out", out, "--workers", "1"]
+    args = ["evaluate", "--pred", pred, "--gt", gt, "-d", "synapse", "--protocol", "strict",
+            "--out", out, "-np", "1"]
     import subprocess
     res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -135,3 +135,105 @@ def test_evaluate_killed_mid_run(tmp_path, phase):
                      (lambda: any((p / "metrics.csv").exists() for p in _partials(tmp_path, "evaluation_new"))),
                      timeout=600, log=log)
     assert not other.exists()
+
+
+# ----------------------------------------------------------------------------- issue 24, row 8
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.exists() else []
+
+
+def test_next_convert_removes_what_a_killed_run_left(raw_tree, nnunet_env):
+    """The hidden .partial folder and the staged split of a killed convert are removed by the next run, which
+    says so."""
+    import subprocess
+    raw, env = raw_tree("synapse"), dict(os.environ)
+    _convert_killed(raw, env)
+    raw_base, pre_base = nnunet_env["nnUNet_raw"], nnunet_env["nnUNet_preprocessed"]
+    assert any(n.endswith(".partial") for n in _hidden(raw_base))  # what the kill left
+    assert any(n.endswith(".staged") for n in _hidden(pre_base))
+    res = subprocess.run(_cli("convert", "synapse", "--raw", raw, "--workers", "1"), env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "left by an interrupted earlier run" in res.stderr
+    assert [n for n in _hidden(raw_base) if n != ".sss-nnunet-output.json"] == []
+    assert _hidden(pre_base) == []
+
+
+def test_next_evaluate_removes_what_a_killed_run_left(tmp_path):
+    import subprocess
+    pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "evaluation"
+    _label_maps(pred, 8, 0)
+    _label_maps(gt, 8, 1)
+    args = [str(a) for a in ("evaluate", "--pred", pred, "--gt", gt, "--dataset", "synapse", "--out", out,
+                             "--workers", "1")]
+    argv = python_with_delay("sss_nnunet.evaluation.cli", "atomic_write_text", 0.5)
+    assert kill_when(argv + args, dict(os.environ),
+                     lambda: any((p / "metrics.csv").exists() for p in _partials(tmp_path, "evaluation")), timeout=600)
+    assert _partials(tmp_path, "evaluation")
+    res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "left by an interrupted earlier run" in res.stderr
+    assert _hidden(tmp_path) == [] and (out / "summary.json").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_evaluate(tmp_path):
+    """SIGKILL of the parent alone (as the out-of-memory killer does): its pool workers end too."""
+    import signal
+    import subprocess
+    import time
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    _label_maps(pred, 16, 0)
+    _label_maps(gt, 16, 1)
+    log = tmp_path / "log.txt"
+    code = ("import sys, time, tqdm\n"
+            "f = tqdm.tqdm.update\n"
+            "def slow(self, n=1):\n    time.sleep(1.0)\n    return f(self, n)\n"
+            "tqdm.tqdm.update = slow\n"  # the parent lingers in the pool while the workers keep working
+            "from sss_nnunet.cli import main\nsys.exit(main(sys.argv[1:]))")
+    args = ["evaluate", "--pred", pred, "--gt", gt, "--dataset", "synapse", "--protocol", "strict", "--workers", "2",
+            "--out", tmp_path / "e"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "1/16" in log.read_text(errors="replace"):  # the workers are up and scoring
+                workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2, log.read_text()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "orphaned pool workers keep running"
+    finally:
+        for pid in [proc.pid, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -79,7 +79,7 @@ def test_dice_table():
 def test_tiny_demo_runs_every_step(tmp_path):
     """The whole demo with 4 training / 2 test cases and the 2-iteration test trainer."""
     cmd = [str(Path(sys.executable).parent / "sss-nnunet"), "demo", "--workdir", str(tmp_path), "--train-cases", "4",
-           "--test-cases", "2", "--trainer", "SSSTrainer_tiny"]
+           "--test-cases", "2", "-tr", "SSSTrainer_tiny"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for step in ("[1/6] generate", "[2/6] plan", "[3/6] train", "[4/6] predict", "[5/6] evaluate", "[6/6] results"):

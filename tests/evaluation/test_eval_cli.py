@@ -15,7 +15,7 @@ from sss_nnunet.datasets.specs import SPECS
 from sss_nnunet.datasets.writer import dataset_json
 from sss_nnunet.evaluation.cli import OUTPUT_FILES
 from sss_nnunet.evaluation.tasks import resolve_task
-from sss_nnunet.io import atomic_write_json
+from sss_nnunet.io import OWNER_FILE, atomic_write_json
 
 
 def evaluate(*args: str | Path) -> int:
@@ -31,9 +31,9 @@ def test_synapse_paper_outputs(make_folders, capsys):
     pred, gt, arrays = make_folders(n_cases=3, n_labels=8)
     (pred / "plans.json").write_text("{}")  # nnUNetv2_predict leaves these beside the predictions
     (pred / "predict_from_raw_data_args.json").write_text("{}")
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "synapse", "--workers", "1", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "synapse", "-np", "1", "--quiet") == 0
     out = pred / "evaluation_paper"
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, OWNER_FILE))
 
     rows = read_csv(out / "metrics.csv")
     assert list(rows[0]) == ["case", "class", "dice", "hd95"]
@@ -80,13 +80,13 @@ def test_strict_protocol_counts_a_missed_organ(make_folders, helpers, tmp_path, 
             pred,
             "--gt",
             gt,
-            "--dataset",
+            "-d",
             "synapse",
             "--protocol",
             "strict",
             "--out",
             out,
-            "--workers",
+            "-np",
             "1",
             "--method-name",
             "SSS",
@@ -113,7 +113,7 @@ def test_strict_protocol_counts_a_missed_organ(make_folders, helpers, tmp_path, 
 
 def test_acdc_layout(make_folders, capsys):
     pred, gt, _ = make_folders(n_cases=2, n_labels=3, shape=(6, 20, 20))
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "acdc", "--workers", "1", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "acdc", "-np", "1", "--quiet") == 0
     out = pred / "evaluation_paper"
     assert {r["class"] for r in read_csv(out / "metrics.csv")} == {"1", "2", "3"}
     table = (out / "table.md").read_text()
@@ -123,7 +123,7 @@ def test_acdc_layout(make_folders, capsys):
 
 def test_brats_regions_from_label_maps(make_folders, capsys):
     pred, gt, arrays = make_folders(n_cases=2, n_labels=3)
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "brats", "--workers", "1", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "brats", "-np", "1", "--quiet") == 0
     out = pred / "evaluation_paper"
     rows = read_csv(out / "metrics.csv")
     assert [r["class"] for r in rows[:3]] == ["WT", "TC", "ET"]
@@ -160,7 +160,7 @@ def test_dataset_from_nnunet_raw(make_folders, tmp_path, monkeypatch):
         out = tmp_path / f"out_{dataset}"
         assert (
             evaluate(
-                "--pred", pred, "--gt", gt, "--dataset", dataset, "--out", out, "--workers", "1", "--quiet"
+                "--pred", pred, "--gt", gt, "-d", dataset, "--out", out, "-np", "1", "--quiet"
             )
             == 0
         )
@@ -181,12 +181,12 @@ def test_region_dataset_json_is_recognised_as_brats(make_folders, tmp_path, monk
     _raw_dataset(raw, "Dataset905_Other", {"background": 0, "a": [1, 2], "b": 2}, regions_class_order=[1, 2])
     monkeypatch.setenv("nnUNet_raw", str(raw))
     pred, gt, _ = make_folders(n_cases=1, n_labels=3)
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "804", "--workers", "1", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "804", "-np", "1", "--quiet") == 0
     rows = read_csv(pred / "evaluation_paper" / "metrics.csv")
     assert [r["class"] for r in rows] == ["WT", "TC", "ET"]
     assert "nnFormer (published)" in (pred / "evaluation_paper" / "table.md").read_text()
     # A region dataset that is not ours: classes named by their dataset.json keys; label 3 is unknown there.
-    code = evaluate("--pred", pred, "--gt", gt, "--dataset", "905", "--out", tmp_path / "o", "--workers", "1")
+    code = evaluate("--pred", pred, "--gt", gt, "-d", "905", "--out", tmp_path / "o", "-np", "1")
     assert code == 2 and not (tmp_path / "o").exists()
 
 
@@ -205,12 +205,12 @@ def test_converter_dataset_json_is_recognised(key, tmp_path, monkeypatch):
 def test_dataset_errors(make_folders, tmp_path, monkeypatch, capsys):
     pred, gt, _ = make_folders(n_cases=1, n_labels=2)
     monkeypatch.delenv("nnUNet_raw", raising=False)
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "Dataset123") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "Dataset123") == 2
     assert "nnUNet_raw is not set" in capsys.readouterr().err
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "123") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "123") == 2
     assert "no folder Dataset123_*" in capsys.readouterr().err
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "kidneys") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "kidneys") == 2
     assert "unknown dataset 'kidneys'" in capsys.readouterr().err
     assert not (pred / "evaluation_paper").exists()
 
@@ -219,7 +219,7 @@ def test_missing_and_extra_cases_refused(make_folders, capsys):
     pred, gt, _ = make_folders(n_cases=4, n_labels=2)
     (pred / "case_001.nii.gz").rename(pred / "case_101.nii.gz")
     (pred / "case_002.nii.gz").unlink()
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "synapse") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "synapse") == 2
     err = capsys.readouterr().err
     assert "2 case(s) missing from the predictions" in err and "case_001, case_002" in err
     assert "1 prediction(s) without ground truth" in err and "case_101" in err
@@ -234,7 +234,7 @@ def test_geometry_mismatch_refused(make_folders, helpers, capsys):
     helpers.write_label_map(pred / "case_001.nii.gz", np.zeros((12, 24, 23)), (2.0, 1.0, 1.0))  # shape
     p2, _ = arrays["case_002"]
     helpers.write_label_map(pred / "case_002.nii.gz", p2, (2.0, 1.0, 1.0), origin=(5.0, 0.0, 0.0))  # origin
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "synapse") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "synapse") == 2
     err = capsys.readouterr().err
     assert "geometry mismatch in 3 case(s)" in err
     assert "case_000: prediction vs ground truth: spacing (1.1, 1, 2) vs (1, 1, 2)" in err
@@ -248,36 +248,28 @@ def test_unknown_label_value_refused(make_folders, helpers, capsys):
     g = arrays["case_001"][1].copy()
     g[0, 0, 0] = 9
     helpers.write_label_map(gt / "case_001.nii.gz", g, (2.5, 0.8, 0.8))
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "acdc", "--workers", "1") == 2
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "acdc", "-np", "1") == 2
     assert "case_001 ground truth: label values [9] are not labels of this dataset" in capsys.readouterr().err
     assert not (pred / "evaluation_paper").exists()
 
 
 def test_existing_output_needs_overwrite(make_folders, tmp_path, capsys):
+    """An output folder is replaced only with --overwrite, and only when evaluate wrote it (issue 24)."""
     pred, gt, _ = make_folders(n_cases=1, n_labels=2)
     out = tmp_path / "out"
+    args = ["--pred", pred, "--gt", gt, "-d", "acdc", "--out", out, "-np", "1", "--quiet"]
     out.mkdir()
     (out / "old.txt").write_text("old")
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "acdc", "--out", out) == 2
+    assert evaluate(*args) == 2
     assert "already exists (use --overwrite" in capsys.readouterr().err
-    assert (
-        evaluate(
-            "--pred",
-            pred,
-            "--gt",
-            gt,
-            "--dataset",
-            "acdc",
-            "--out",
-            out,
-            "--overwrite",
-            "--workers",
-            "1",
-            "--quiet",
-        )
-        == 0
-    )
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert evaluate(*args, "--overwrite") == 2  # not an evaluation: never deleted
+    assert "not an output of sss-nnunet evaluate" in capsys.readouterr().err
+    assert (out / "old.txt").read_text() == "old"
+    (out / "old.txt").unlink()
+    assert evaluate(*args, "--overwrite") == 0  # an empty folder
+    assert evaluate(*args) == 2
+    assert evaluate(*args, "--overwrite") == 0  # its own output
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, OWNER_FILE))
 
 
 def test_process_pool_gives_the_same_rows(make_folders, tmp_path):
@@ -289,13 +281,13 @@ def test_process_pool_gives_the_same_rows(make_folders, tmp_path):
                 pred,
                 "--gt",
                 gt,
-                "--dataset",
+                "-d",
                 "synapse",
                 "--protocol",
                 "strict",
                 "--out",
                 tmp_path / workers,
-                "--workers",
+                "-np",
                 workers,
                 "--quiet",
             )

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sss_nnunet.cli import main
 from sss_nnunet.evaluation import isic
 from sss_nnunet.evaluation.published import published_entry
 from sss_nnunet.evaluation.tasks import resolve_task
+from sss_nnunet.io import OWNER_FILE
 
 
 def evaluate(*args) -> int:
@@ -116,9 +118,9 @@ def test_empty_masks():
 
 def test_cli_outputs(folders, capsys):
     pred, gt, arrays = folders
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "isic2017", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "isic2017", "--quiet") == 0
     out = pred / "evaluation_paper"
-    assert sorted(p.name for p in out.iterdir()) == sorted(isic.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*isic.OUTPUT_FILES, OWNER_FILE))
     summary = json.loads((out / "summary.json").read_text())
     ref = vmunet_reference([p for p, _ in arrays], [g for _, g in arrays])
     assert summary["pooled"] == pytest.approx(ref)
@@ -147,7 +149,7 @@ def test_raw_0_255_masks_and_nnunet_dataset_id(folders, tmp_path, monkeypatch):
     from sss_nnunet.datasets.writer import dataset_json
     (raw / "dataset.json").write_text(json.dumps(dataset_json(SPECS["isic2017"], 1, 1, "t")))
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    assert evaluate("--pred", pred, "--gt", gt, "--dataset", "807", "--out", tmp_path / "o", "--quiet") == 0
+    assert evaluate("--pred", pred, "--gt", gt, "-d", "807", "--out", tmp_path / "o", "--quiet") == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["kind"] == "isic2017"
     assert summary["pooled"] == pytest.approx(vmunet_reference([p for p, _ in arrays], [g for _, g in arrays]))
@@ -167,7 +169,7 @@ def refused(capsys, out: Path, *args, words=()) -> str:
 def test_refusals_write_nothing(folders, tmp_path, capsys):
     pred, gt, _ = folders
     out = tmp_path / "out"
-    base = ("--pred", pred, "--gt", gt, "--dataset", "isic2018")
+    base = ("--pred", pred, "--gt", gt, "-d", "isic2018")
     refused(capsys, out, *base, "--protocol", "strict", words=["--protocol strict", "use --protocol paper"])
     bad = pred / "ISIC_0000003.png"
     Image.fromarray(np.full((7, 31), 2, np.uint8)).save(bad)
@@ -202,6 +204,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "evaluation_scripts" / "run_evalu
 
 def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for var in ("raw", "preprocessed", "results"):
         env[f"nnUNet_{var}"] = str(tmp_path / var)
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
@@ -223,7 +226,7 @@ def test_evaluation_script_dry_run(tmp_path, key):
                        "-c", "2d", "-tr", "SSSTrainer", "-p", "nnUNetPlans", "-f", "0", "-chk",
                        "checkpoint_final.pth", "-device", "cpu"]
     assert evaluate_[:9] == ["sss-nnunet", "evaluate", "--pred", str(out), "--gt", f"{raw}/labelsTs",
-                             "--dataset", key, "--protocol"]
+                             "-d", key, "--protocol"]
     assert show == ["cat", f"{out}/evaluation_paper/table.md"]
 
 
@@ -232,5 +235,5 @@ def test_evaluation_script_needs_the_dataset(tmp_path):
     assert result.returncode == 2 and "give the dataset first" in result.stderr
     assert run_script(tmp_path, "--help").returncode == 0
     help_text = run_script(tmp_path, "isic2017", "--help").stdout
-    assert "--config NAME     nnU-Net configuration (default: 2d)" in help_text
+    assert "-c CONFIG         nnU-Net configuration (default: 2d)" in help_text
     assert "SSSPlans after 'sss-nnunet plan'" in help_text  # no command substitution in the help

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ DATASETS = {k: (SPECS[k].dataset_id, SPECS[k].folder_name) for k in ("synapse", 
 
 def nnunet_env(tmp_path: Path, folders=None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # an activated venv
     for var in ("raw", "preprocessed", "results"):
         env[f"nnUNet_{var}"] = str(tmp_path / var)
         (tmp_path / var).mkdir(exist_ok=True)
@@ -75,7 +77,7 @@ def test_dry_run_defaults(key, tmp_path):
         str(out),
         "--gt",
         f"{raw}/labelsTs",
-        "--dataset",
+        "-d",
         key,
         "--protocol",
         "paper",
@@ -89,22 +91,26 @@ def test_dry_run_defaults(key, tmp_path):
 
 
 def test_dry_run_options(tmp_path):
-    env = nnunet_env(tmp_path) | {"nnUNet_extTrainer": "/somewhere"}
+    ext = tmp_path / "ext"  # the user's own trainer, found through nnUNet_extTrainer
+    ext.mkdir()
+    (ext / "my_trainer.py").write_text("from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n\n\n"
+                                       "class MyTrainer(nnUNetTrainer):\n    pass\n")
+    env = nnunet_env(tmp_path) | {"nnUNet_extTrainer": str(ext)}
     result = run(
         "synapse",
         "--dry-run",
         "--ensemble",
-        "--trainer",
+        "-tr",
         "MyTrainer",
-        "--config",
+        "-c",
         "2d",
-        "--plans",
+        "-p",
         "nnUNetPlans",
         "--protocol",
         "strict",
-        "--device",
+        "-device",
         "cpu",
-        "--workers",
+        "-np",
         "3",
         "--",
         "-npp",
@@ -124,15 +130,20 @@ def test_dry_run_options(tmp_path):
     assert predict[predict.index("-o") + 1].endswith(
         "MyTrainer__nnUNetPlans__2d/predictions_imagesTs_ensemble"
     )
-    assert evaluate[evaluate.index("--protocol") + 1] == "strict" and evaluate[-2:] == ["--workers", "3"]
+    assert evaluate[evaluate.index("--protocol") + 1] == "strict" and evaluate[-2:] == ["-np", "3"]
     assert evaluate[evaluate.index("--method-name") + 1] == "MyTrainer ensemble"
     assert show[1].endswith("predictions_imagesTs_ensemble/evaluation_strict/table.md")
     assert "nnUNet_extTrainer" not in result.stderr
 
-    result = run("acdc", "--dry-run", "--fold", "3", "--output", str(tmp_path / "p"), env=env)
-    predict, evaluate, _ = commands(result.stdout)
-    assert predict[predict.index("-f") + 1 : predict.index("-chk")] == ["3"]
-    assert predict[predict.index("-o") + 1] == str(tmp_path / "p")
+    for args in (["-f", "3", "-o", str(tmp_path / "p")], ["--fold", "3", "--output", str(tmp_path / "p")]):
+        result = run("acdc", "--dry-run", *args, env=env)
+        predict, evaluate, _ = commands(result.stdout)
+        assert predict[predict.index("-f") + 1 : predict.index("-chk")] == ["3"]
+        assert predict[predict.index("-o") + 1] == str(tmp_path / "p")
+        notices = [line for line in result.stderr.splitlines() if "deprecated" in line]
+        assert notices == ([] if args[0] == "-f" else [
+            "run_evaluation_acdc.sh: warning: --fold is deprecated, use -f",
+            "run_evaluation_acdc.sh: warning: --output is deprecated, use -o"])
 
 
 def test_help_and_errors(tmp_path):
@@ -157,3 +168,23 @@ def test_help_and_errors(tmp_path):
     assert result.returncode == 2 and "--protocol must be paper or strict" in result.stderr
     result = run("synapse", "--bogus", env=env)
     assert result.returncode == 2 and "unknown argument: --bogus" in result.stderr
+
+
+def test_bad_fold_and_trainer_are_refused_first(tmp_path):
+    """Checked before the dataset and the model, and before nnUNetv2_predict runs (issue 24)."""
+    env = nnunet_env(tmp_path)
+    for fold in ("7", "5", "-1"):
+        result = run("synapse", "-f", fold, env=env)
+        assert result.returncode == 2 and not result.stdout
+        assert "-f must be 0, 1, 2, 3, 4 or 'all'" in result.stderr
+    result = run("synapse", "-tr", "SSSTrainr", "--dry-run", env=env)
+    assert result.returncode == 2 and not result.stdout
+    assert "trainer 'SSSTrainr' not found" in result.stderr and "SSSTrainer" in result.stderr
+
+
+def test_help_gives_no_stale_ext_trainer_advice(tmp_path):
+    env = nnunet_env(tmp_path)
+    result = run("synapse", "-h", env=env)
+    assert result.returncode == 0 and "nnUNet_extTrainer" not in result.stdout
+    result = run("synapse", "--dry-run", env={k: v for k, v in env.items() if k != "nnUNet_extTrainer"})
+    assert result.returncode == 0 and "nnUNet_extTrainer" not in result.stderr

@@ -363,9 +363,9 @@ def test_training_after_prediction_under_inference_mode(dims):
     check_outputs(net.train(), x, 4)
 
 
-def test_default_block_has_the_global_mix_only_and_both_adds_the_local_one():
-    """``mixes`` default is "global" (chosen by docs/results.md's ablations); "both" is the paper's block."""
+def test_default_block_has_both_mixes_and_global_only_drops_the_local_one():
+    """``mixes`` default is "both" (the paper's Stage-Scan block); "global" is the ablation."""
     default = _blocks(RWKVSSS(1, 2, 4, [4, 8, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2]))
-    both = _blocks(RWKVSSS(1, 2, 4, [4, 8, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2], mixes="both"))
-    assert default and all(b.global_mix is not None and b.local_mix is None for b in default)
-    assert both and all(b.global_mix is not None and b.local_mix is not None for b in both)
+    glob = _blocks(RWKVSSS(1, 2, 4, [4, 8, 16, 16], nn.Conv3d, 3, [1, 2, 2, 2], mixes="global"))
+    assert default and all(b.global_mix is not None and b.local_mix is not None for b in default)
+    assert glob and all(b.global_mix is not None and b.local_mix is None for b in glob)

@@ -209,7 +209,10 @@ def test_direction_weights_partition_channels_and_follow_the_shares():
     torch.testing.assert_close(s.sum(1), torch.ones(2))
     uniform = axis_shares(scan_orders("stage", 3)[0], torch.full((1, 3), 1 / 3), (8, 8, 8), CPU)
     torch.testing.assert_close(uniform, torch.full((1, 3), 1 / 3))
-    assert qshift4_shares((8, 8, 8), CPU).tolist() == [[0.0, 0.5, 0.5]]
+    # Vision-RWKV's Q-Shift on every live axis: in 3D the D axis is not dropped
+    torch.testing.assert_close(qshift4_shares((8, 8, 8), CPU), torch.full((1, 3), 1 / 3))
+    assert qshift4_shares((1, 8, 8), CPU).tolist() == [[0.0, 0.5, 0.5]]
+    assert qshift4_shares((8, 8), CPU).tolist() == [[0.5, 0.5]]
 
 
 @pytest.mark.parametrize(("spatial", "counts"), [((6, 5, 4), (2, 1, 2)), ((7, 9), (3, 2)), ((4, 4, 4), (1, 1, 1))])

@@ -103,7 +103,8 @@ def planned(raw_root, tmp_path_factory) -> Planned:
     """``sss-nnunet plan -d 961 -np 2`` (fingerprint, plan, preprocess 2d and 3d_fullres), once."""
     base = tmp_path_factory.mktemp("planned")
     pre, res = base / "nnUNet_preprocessed", base / "nnUNet_results"
-    result = run_cli(["sss-nnunet", "plan", "-d", str(DATASET_ID), "-np", "2"], nnunet_env(raw_root, pre, res))
+    result = run_cli(["sss-nnunet", "plan", "-d", str(DATASET_ID), "-np", "2", "-npfp", "2"],
+                     nnunet_env(raw_root, pre, res))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return Planned(raw_root, pre, res, result)
 

@@ -56,8 +56,8 @@ def test_smaller_memory_target_gives_smaller_or_equal_patch_and_batch(planned, t
     pre = tmp_path / "nnUNet_preprocessed"
     (pre / tools.dataset_name).mkdir(parents=True)
     shutil.copy(planned.folder / "dataset_fingerprint.json", pre / tools.dataset_name)
-    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "--gpu-memory-target", "0.7",
-                        "--no-preprocess"], tools.env(planned.raw, pre, tmp_path / "results"))
+    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "-gpu_memory_target", "0.7",
+                        "--no_pp"], tools.env(planned.raw, pre, tmp_path / "results"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "dataset fingerprint: using" in result.stdout and "Preprocessing dataset" not in result.stdout
     small = json.loads((pre / tools.dataset_name / "SSSPlans.json").read_text())["configurations"]
@@ -107,7 +107,7 @@ def test_verify_reports_a_broken_dataset(tools, tmp_path):
     folder = tools.write_raw(raw, n_cases=5)
     next((folder / "labelsTr").iterdir()).unlink()
     pre = tmp_path / "pre"
-    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "--verify", "-np", "1"],
+    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "--verify_dataset_integrity", "-npfp", "1"],
                        tools.env(raw, pre, tmp_path / "res"))
     assert result.returncode == 2
     assert "failed nnU-Net's integrity check" in result.stderr and "Traceback" not in result.stderr
@@ -129,7 +129,7 @@ def test_ct_like_fingerprint_plans_all_four_configurations(raw_root, tools, tmp_
         "percentile_99_5": 400.0, "std": 60.0}}, "median_relative_size_after_cropping": 1.0,
         "shapes_after_crop": shapes, "spacings": spacings}
     (pre / "dataset_fingerprint.json").write_text(json.dumps(fingerprint))
-    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "--no-preprocess"],
+    result = tools.run(["sss-nnunet", "plan", "-d", str(tools.dataset_id), "--no_pp"],
                        tools.env(raw_root, pre.parent, tmp_path / "res"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     configs = json.loads((pre / "SSSPlans.json").read_text())["configurations"]

@@ -120,6 +120,26 @@ def test_unknown_configuration_is_a_clear_message(tmp_path, monkeypatch):
         _trainer(tmp_path, monkeypatch, "3d_cascade_fullres")
 
 
+def _missing(configuration: str, plans_name: str, drop: str) -> str:
+    plans = copy.deepcopy(PLANS)
+    plans["plans_name"] = plans_name
+    del plans["configurations"][drop]
+    with pytest.raises(SystemExit) as exc:
+        SSSTrainer_tiny(plans, configuration, 0, {"labels": {"background": 0, "a": 1}}, torch.device("cpu"))
+    return str(exc.value)
+
+
+def test_missing_configuration_hint_names_the_right_command_and_dataset():
+    """Issue 24 row 12: no 'DATASET' placeholder, the planning tool of the plans, the planner's dropped stage."""
+    message = _missing("2d", "SSSPlans", "2d")
+    assert "DATASET" not in message and "Plan it with: sss-nnunet plan -d 999 -c 2d" in message
+    message = _missing("2d", "nnUNetPlans", "2d")
+    assert "Plan it with: nnUNetv2_plan_and_preprocess -d 999 -c 2d" in message
+    message = _missing("3d_lowres", "SSSPlans", "3d_lowres")  # dropped by the planner: planning again won't help
+    assert "DATASET" not in message and "Plan it with" not in message
+    assert "nnUNetv2_train 999 3d_fullres FOLD -tr SSSTrainer_tiny -p SSSPlans" in message
+
+
 def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, monkeypatch)
     trainer.initialize()

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Re-runs the fair-comparison evidence of docs/results.md: every network under ONE recipe, 3 seeds,
+# paired per-case 95 % intervals against nnU-Net (sss-nnunet compare). Resumable: compare skips runs
+# whose result.json exists, so rerun the same command after an interruption (a session, a preemption).
+#
+#   benchmarks/evidence.sh [PIECE ...]        # default: all pieces, in the order below
+#   DEVICE=cuda SCALE=4 benchmarks/evidence.sh   # on a GPU: 4x the iterations of every piece
+#
+# Environment: WORK (default ./sss_evidence: nnUNet_raw/_preprocessed and each piece's --out),
+# DEVICE (cpu|cuda, default cpu), SCALE (iteration multiplier, default 1), SEEDS (default "0 1 2"),
+# BATCH (one batch size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
+# ResEnc presets would otherwise train batches of up to 40 here).
+# Pieces (dataset, configuration, rows, recipe, CPU budget; CPU time measured on 2 cores, see
+# docs/results.md):
+#   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
+#   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
+#   c3d-sss      991 context 3d_fullres: the same four; sss
+#   c3d-nnunet   991 context 3d_fullres: the same four; nnunet
+#   mni-sss      992 mni152 3d_fullres:  the same four; sss (needs pip install '.[datasets]')
+#   demo-sss     990 demo 3d_fullres:    the same four; sss
+#   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss
+#   ladder-c3d   991: the same ladder; sss
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SSS=${SSS:-$(command -v sss-nnunet || echo .venv/bin/sss-nnunet)}
+WORK=$(realpath -m "${WORK:-sss_evidence}")
+DEVICE=${DEVICE:-cpu}
+SCALE=${SCALE:-1}
+SEEDS=${SEEDS:-"0 1 2"}
+BATCH=${BATCH:-2}
+export nnUNet_raw="$WORK/nnUNet_raw" nnUNet_preprocessed="$WORK/nnUNet_preprocessed"
+export nnUNet_results="$WORK/nnUNet_results"  # unused by compare (models go to each --out), set for nnU-Net
+mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
+
+NETS=(nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer SSSTrainer_globalOnly)
+LADDER=(nnUNetTrainer SSSTrainer_L0 SSSTrainer_L1 SSSTrainer_L2 SSSTrainer_L3 SSSTrainer_L4 SSSTrainer_L5
+        SSSTrainer_L6 SSSTrainer)
+
+dataset() {  # name id: generate a built-in set once
+  local name=$1 id=$2
+  if ! compgen -G "$nnUNet_raw/Dataset${id}_*" > /dev/null; then
+    "$SSS" convert "$name"
+  fi
+}
+
+piece() {  # out dataset config iterations recipe trainers...
+  local out=$1 id=$2 config=$3 iters=$4 recipe=$5
+  shift 5
+  local start=$SECONDS
+  # shellcheck disable=SC2086
+  "$SSS" compare -d "$id" -c "$config" -tr "$@" --recipe "$recipe" --baseline nnUNetTrainer --batch-size "$BATCH" \
+    --iterations $((iters * SCALE)) --iterations-per-epoch 25 --val-iterations 2 --seeds $SEEDS \
+    -device "$DEVICE" --out "$WORK/$out" || echo "evidence: $out finished with failed runs (see $WORK/$out/compare.md)"
+  echo "evidence: $out took $(( (SECONDS - start) / 60 )) min wall time (runs skipped as done cost nothing)"
+}
+
+run_piece() {
+  case $1 in
+    c2d-sss)    dataset context2d 993; piece c2d_sss 993 2d 500 sss "${NETS[@]}" ;;
+    c2d-nnunet) dataset context2d 993; piece c2d_nnunet 993 2d 500 nnunet "${NETS[@]}" ;;
+    c3d-sss)    dataset context 991; piece c3d_sss 991 3d_fullres 500 sss "${NETS[@]}" ;;
+    c3d-nnunet) dataset context 991; piece c3d_nnunet 991 3d_fullres 500 nnunet "${NETS[@]}" ;;
+    mni-sss)    dataset mni152 992; piece mni_sss 992 3d_fullres 250 sss "${NETS[@]}" ;;
+    demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 250 sss "${NETS[@]}" ;;
+    ladder-c2d) dataset context2d 993; piece ladder_c2d 993 2d 500 sss "${LADDER[@]}" ;;
+    ladder-c3d) dataset context 991; piece ladder_c3d 991 3d_fullres 500 sss "${LADDER[@]}" ;;
+    *) echo "evidence: unknown piece '$1'" >&2; exit 2 ;;
+  esac
+}
+
+PIECES=("$@")
+[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss demo-sss ladder-c2d ladder-c3d)
+for p in "${PIECES[@]}"; do run_piece "$p"; done
