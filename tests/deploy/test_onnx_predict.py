@@ -17,7 +17,7 @@ from sss_nnunet.deploy import require
 from sss_nnunet.errors import SSSError
 from tests.trainers.stock import BIN, run_stock, stock_env
 
-DATASET = 991
+DATASET = 996
 
 
 def run(cmd: list[str], env: dict, timeout: int = 1800) -> str:
