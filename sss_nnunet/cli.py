@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("sss_nnunet.compare.cli", "train trainers with one budget, score them on the test cases, tabulate"),
     "attention": ("sss_nnunet.attention.cli", "Bi-WKV attention maps of a query voxel for every Stage-Scan block"),
     "slurm": ("sss_nnunet.scale.cli", "sbatch scripts: folds as a torchrun array job, then find_best_configuration"),
+    "export": ("sss_nnunet.deploy.export", "export a trained model to ONNX (+ plans, dataset.json, manifest)"),
+    "predict": ("sss_nnunet.deploy.onnx_predict", "predict a folder with an exported ONNX model (nnU-Net's predictor)"),
 }
 
 DESCRIPTION = """\

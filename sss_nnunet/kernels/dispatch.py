@@ -6,25 +6,32 @@ into the scan. Backends:
 
 - ``torch``: O(T) PyTorch scan (default on CPU; float64 inputs always use it);
 - ``triton``: fused chunked kernels (default on CUDA; on the CPU only under TRITON_INTERPRET=1);
-- ``naive``: O(T^2) float64 reference through plain autograd (tests only).
+- ``naive``: O(T^2) float64 reference through plain autograd (tests only);
+- ``onnx``: O(T log T) log-space doubling scan in plain tensor ops (``wkv/log_scan.py``):
+  chosen automatically while ``torch.onnx.export`` traces, so an exported network holds
+  Bi-WKV as standard ONNX operators (no custom op).
 
-``SSS_BI_WKV_BACKEND`` (naive | torch | triton | auto) forces a backend for every call
-that does not pass one explicitly.
+``SSS_BI_WKV_BACKEND`` (naive | torch | triton | onnx | auto) forces a backend for every call
+that does not pass one explicitly (except during ONNX export, which always uses ``onnx``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
 from sss_nnunet.kernels.wkv import torch_scan
+from sss_nnunet.kernels.wkv.log_scan import bi_wkv_log_scan
 from sss_nnunet.kernels.wkv.naive import bi_wkv_naive
 
-BACKENDS = ("naive", "torch", "triton")
+BACKENDS = ("naive", "torch", "triton", "onnx")
 ENV_BACKEND = "SSS_BI_WKV_BACKEND"
+_EXPORTING = False  # set by ``onnx_export_mode``
 # FLOPs per (batch, token, channel): two directional scans (~10 each) plus the combine;
 # the backward pass rescans four times.
 FWD_FLOPS_PER_ELEMENT = 32
@@ -39,8 +46,26 @@ def _triton_module() -> ModuleType:
     return triton_kernels
 
 
+@contextlib.contextmanager
+def onnx_export_mode() -> Iterator[None]:
+    """Every ``bi_wkv`` call without an explicit backend uses ``onnx`` inside this block.
+
+    ``torch.onnx.is_in_onnx_export()`` already says so during ``torch.onnx.export``, except where
+    the exporter falls back to ``torch.export(strict=True)``: TorchDynamo folds that function to
+    False. Wrap the export in this context and the choice holds on every capture path."""
+    global _EXPORTING
+    before, _EXPORTING = _EXPORTING, True
+    try:
+        yield
+    finally:
+        _EXPORTING = before
+
+
 def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
-    """Explicit argument, else ``$SSS_BI_WKV_BACKEND``, else triton on CUDA and torch elsewhere."""
+    """Explicit argument, else ``onnx`` during ONNX export, else ``$SSS_BI_WKV_BACKEND``, else
+    triton on CUDA and torch elsewhere."""
+    if not backend and (_EXPORTING or torch.onnx.is_in_onnx_export()):
+        return "onnx"
     choice = backend or os.environ.get(ENV_BACKEND, "auto") or "auto"
     if choice == "auto":
         return "triton" if x.is_cuda else "torch"
@@ -157,7 +182,8 @@ def bi_wkv(
         u: (C,) bonus of the token itself, already divided by T.
         k, v: (B, T, C) keys and values; float32, float16 or bfloat16 (float32
             accumulation) or float64; any strides.
-        backend: naive | torch | triton | auto (default: ``$SSS_BI_WKV_BACKEND`` or auto).
+        backend: naive | torch | triton | onnx | auto (default: ``onnx`` during ONNX export, else
+            ``$SSS_BI_WKV_BACKEND`` or auto).
     Returns:
         y: (B, T, C) in v's dtype, differentiable in w, u, k and v.
     """
@@ -167,4 +193,6 @@ def bi_wkv(
     backend = resolve_backend(backend, k)
     if backend == "naive":
         return bi_wkv_naive(w, u, k, v)
+    if backend == "onnx":
+        return bi_wkv_log_scan(w, u, k, v)
     return bi_wkv_fwd(w, u, k, v, backend)[0]

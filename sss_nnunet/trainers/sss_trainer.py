@@ -16,6 +16,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from sss_nnunet.network import RWKVSSS
+from sss_nnunet.network.checkpointing import apply_checkpointing
 from sss_nnunet.trainers.recipes import sss_adamw
 
 _CUDA = torch.device("cuda")  # nnU-Net's default device
@@ -80,6 +81,8 @@ class SSSTrainer(nnUNetTrainer):
     """
 
     network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
+    # activation checkpointing (network/checkpointing.py): none | rwkv (Stage-Scan blocks) | all (+ conv blocks)
+    checkpoint: str = "none"
     epochs: int | None = None  # short-run variants
     epochs_env: str | None = None  # environment variable that overrides ``epochs``
     iterations_per_epoch: int | None = None
@@ -112,8 +115,10 @@ class SSSTrainer(nnUNetTrainer):
         """Also used by ``nnUNetv2_predict`` to rebuild the trained network from the checkpoint."""
         kwargs = network_kwargs_from_plans(configuration_manager)
         kwargs.update(cls.network_overrides)
-        return RWKVSSS(input_channels=num_input_channels, num_classes=num_output_channels,
-                       deep_supervision=enable_deep_supervision, **kwargs)
+        network = RWKVSSS(input_channels=num_input_channels, num_classes=num_output_channels,
+                          deep_supervision=enable_deep_supervision, **kwargs)
+        apply_checkpointing(network, cls.checkpoint)
+        return network
 
     def configure_optimizers(self):
         """AdamW + warm-up + cosine (``recipes.sss_adamw``) with this trainer's lr and weight decay."""

@@ -1,0 +1,125 @@
+"""``sss-nnunet export`` and ``sss-nnunet predict --onnx`` end to end on the built-in demo dataset,
+against the stock ``nnUNetv2_predict`` of the same checkpoint; and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from sss_nnunet.datasets import synthetic
+from sss_nnunet.deploy import require
+from sss_nnunet.errors import SSSError
+from tests.trainers.stock import BIN, run_stock, stock_env
+
+DATASET = 996
+
+
+def run(cmd: list[str], env: dict, timeout: int = 1800) -> str:
+    out = run_stock(cmd, env, timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def dice_per_class(a: np.ndarray, b: np.ndarray, labels) -> dict[int, float]:
+    """Dice of label c between segmentations a and b (1.0 where c is in neither)."""
+    out = {}
+    for c in labels:
+        x, y = a == c, b == c
+        total = int(x.sum() + y.sum())
+        out[c] = 1.0 if total == 0 else 2 * int((x & y).sum()) / total
+    return out
+
+
+def _larger_case(images: Path) -> None:
+    """A test case larger than the patch (so the sliding window runs several Gaussian-weighted tiles):
+    the first test image padded with air to 30 x 64 x 64 voxels."""
+    src = sorted(images.glob("*_0000.nii.gz"))[0]
+    img = sitk.ReadImage(str(src))
+    arr = sitk.GetArrayFromImage(img)
+    big = np.full((30, 64, 64), -1000, arr.dtype)
+    big[3:3 + arr.shape[0], 8:8 + arr.shape[1], 8:8 + arr.shape[2]] = arr
+    out = sitk.GetImageFromArray(big)
+    out.SetSpacing(img.GetSpacing())
+    out.SetDirection(img.GetDirection())
+    sitk.WriteImage(out, str(images / "large_000_0000.nii.gz"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("deploy")
+    env = stock_env(root)
+    env["SSS_TINY_EPOCHS"] = "2"
+    raw = synthetic.write_synthetic_dataset(root / "raw", DATASET, 4, 2, 0)
+    _larger_case(raw / "imagesTs")
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET), "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env)
+    run(["nnUNetv2_train", str(DATASET), "3d_fullres", "0", "-tr", "SSSTrainer_tiny", "-device", "cpu"], env)
+    return root, env, raw
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_onnx_segmentations_equal_pytorch(trained):
+    root, env, raw = trained
+    export = root / "export"
+    out = run(["sss-nnunet", "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr", "SSSTrainer_tiny",
+               "--out", str(export)], env)
+    assert "max abs difference" in out
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["input"]["shape"][2:] == manifest["patch_size"] and manifest["check"]["max_abs_difference"] < 1e-3
+    assert {p.name for p in export.iterdir()} == {"model.onnx", "plans.json", "dataset.json", "manifest.json"}
+    # a second export to the same folder is refused with one line, the first one untouched
+    again = run_stock(["sss-nnunet", "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr",
+                       "SSSTrainer_tiny", "--out", str(export)], env)
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+    images = raw / "imagesTs"
+    run(["nnUNetv2_predict", "-i", str(images), "-o", str(root / "pred_torch"), "-d", str(DATASET), "-c",
+         "3d_fullres", "-tr", "SSSTrainer_tiny", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
+         "--disable_progress_bar"], env)
+    run(["sss-nnunet", "predict", "--onnx", str(export), "-i", str(images), "-o", str(root / "pred_onnx"),
+         "-npp", "1", "-nps", "1", "--disable_progress_bar"], env)
+    labels = sorted(synthetic.LABELS.values())
+    cases = sorted(p.name for p in (root / "pred_torch").glob("*.nii.gz"))
+    assert len(cases) == 3 and cases == sorted(p.name for p in (root / "pred_onnx").glob("*.nii.gz"))
+    for name in cases:
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "pred_torch" / name)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "pred_onnx" / name)))
+        assert a.shape == b.shape
+        assert len(np.unique(a)) >= 3, f"{name}: the model predicts almost nothing; the comparison would be empty"
+        dice = dice_per_class(a, b, labels)
+        assert min(dice.values()) >= 0.999, f"{name}: Dice per class ONNX vs PyTorch {dice}"
+
+
+def test_missing_packages_give_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as when it is not installed
+    with pytest.raises(SSSError, match=r"pip install 'sss-nnunet\[deploy\]'"):
+        require("onnxruntime")
+
+
+def test_predict_rejects_a_folder_without_manifest(tmp_path):
+    (tmp_path / "in").mkdir()
+    out = subprocess.run([str(BIN / "sss-nnunet"), "predict", "--onnx", str(tmp_path), "-i", str(tmp_path / "in"),
+                          "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "manifest.json: missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_export_names_the_missing_model_folder(tmp_path, monkeypatch):
+    from sss_nnunet.deploy.export import model_folder
+
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    (tmp_path / "Dataset005_X").mkdir()
+    with pytest.raises(SSSError, match="SSSTrainer__nnUNetPlans__3d_fullres: no such model folder"):
+        model_folder("5", "SSSTrainer", "nnUNetPlans", "3d_fullres")
+    with pytest.raises(SSSError, match="no trained dataset with id 7"):
+        model_folder("7", "SSSTrainer", "nnUNetPlans", "3d_fullres")
+    monkeypatch.delenv("nnUNet_results")
+    with pytest.raises(SSSError, match="nnUNet_results is not set"):
+        model_folder("5", "SSSTrainer", "nnUNetPlans", "3d_fullres")
