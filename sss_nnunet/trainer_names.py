@@ -61,11 +61,12 @@ def trainer_problem(name: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m sss_nnunet.trainer_names TRAINER", file=sys.stderr)
-        return 2
-    problem = trainer_problem(args[0])
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sss_nnunet.trainer_names",
+                                     description="Exit 0 if nnU-Net finds the trainer, else one line and exit 2.")
+    parser.add_argument("trainer", help="trainer class name, e.g. SSSTrainer")
+    problem = trainer_problem(parser.parse_args(argv).trainer)
     if problem is None:
         return 0
     print(problem, file=sys.stderr)
