@@ -33,6 +33,7 @@ FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
 PLACEHOLDER = re.compile(r"[\[\]|<>$]|\.\.\.|\bN\b|\bID\b|\bDIR\b|\bFILE\b|\bCONFIG\b|\bFOLD\b|\bTRAINER\b|\bNAME\b")
 # flags of tools outside this project that the pages mention in running text (pytest, pip)
 EXTERNAL_FLAGS = {"-m", "-k", "-q", "--durations", "-e", "-c"}
+SBATCH_FLAGS = {"--signal", "--requeue", "--array", "--dependency"}  # sbatch options the generated scripts use
 
 
 def rel(page: Path) -> str:
@@ -208,7 +209,9 @@ def test_every_command_and_flag_shown_exists(page):
 
 
 def test_inline_flags_belong_to_a_documented_tool():
-    known = set(EXTERNAL_FLAGS)
+    from torch.distributed.run import get_args_parser  # torchrun's own options (docs/scale_out.md)
+
+    known = set(EXTERNAL_FLAGS) | SBATCH_FLAGS | options(get_args_parser())
     for name in cli._available():
         known |= options(sss_parser(name)) | set(getattr(sss_parser(name), "deprecated", {}))
     for page in PAGES:
