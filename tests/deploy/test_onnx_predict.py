@@ -88,13 +88,16 @@ def test_onnx_segmentations_equal_pytorch(trained):
     labels = sorted(synthetic.LABELS.values())
     cases = sorted(p.name for p in (root / "pred_torch").glob("*.nii.gz"))
     assert len(cases) == 3 and cases == sorted(p.name for p in (root / "pred_onnx").glob("*.nii.gz"))
+    predicted: set[int] = set()
     for name in cases:
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "pred_torch" / name)))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "pred_onnx" / name)))
         assert a.shape == b.shape
-        assert len(np.unique(a)) >= 3, f"{name}: the model predicts almost nothing; the comparison would be empty"
+        assert len(np.unique(a)) >= 2, f"{name}: the model predicts only background; the comparison would be empty"
+        predicted |= set(np.unique(a).tolist())
         dice = dice_per_class(a, b, labels)
         assert min(dice.values()) >= 0.999, f"{name}: Dice per class ONNX vs PyTorch {dice}"
+    assert len(predicted) >= 3, f"the 2-epoch model predicts only {predicted} over all cases: too little to compare"
 
 
 def test_missing_packages_give_one_line(monkeypatch):
