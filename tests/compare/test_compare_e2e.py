@@ -77,7 +77,15 @@ def test_both_rows_have_finite_numbers_and_the_crash_is_reported(first_run):
     assert "boom: this trainer always fails" in log.read_text()
     md = (out / "compare.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(table) == 4 and table[0].startswith("| trainer | status | params (M) | train s/it")
+    assert len(table) == 4 and table[0].startswith(
+        "| trainer | status | recipe | converged | Δ Dice vs nnUNetTrainer [95 % CI] | Δ HD95 (mm) [95 % CI] | "
+        "params (M) | train s/it")
+    cells = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    assert cells["nnUNetTrainer"][2].startswith("own: SGD lr 0.01")  # each trainer its own recipe (--recipe own)
+    assert cells["SSSTrainer_tiny"][2].startswith("own: AdamW lr 0.001")
+    assert "too few runs" in cells["SSSTrainer_tiny"][4]  # one seed: a difference, but no verdict
+    verdicts = {(v["row"], v["metric"]) for v in data["verdicts"]}
+    assert verdicts == {("SSSTrainer_tiny", "dice"), ("SSSTrainer_tiny", "hd95")}
     assert str(log) in md and "RuntimeError: boom" in crash["status"]  # the error itself, not the follow-ups
     assert "[compare 2/3] CrashingTrainer seed 0: FAILED at train" in res.stdout
     assert "ETA" in res.stdout and "elapsed" in res.stdout
