@@ -84,8 +84,11 @@ def test_both_rows_have_finite_numbers_and_the_crash_is_reported(first_run):
     assert cells["nnUNetTrainer"][2].startswith("own: SGD lr 0.01")  # each trainer its own recipe (--recipe own)
     assert cells["SSSTrainer_tiny"][2].startswith("own: AdamW lr 0.001")
     assert "too few runs" in cells["SSSTrainer_tiny"][4]  # one seed: a difference, but no verdict
-    verdicts = {(v["row"], v["metric"]) for v in data["verdicts"]}
-    assert verdicts == {("SSSTrainer_tiny", "dice"), ("SSSTrainer_tiny", "hd95")}
+    verdicts = {(v["row"], v["metric"]): v for v in data["verdicts"]}
+    assert set(verdicts) == {(r, m) for r in ("CrashingTrainer", "SSSTrainer_tiny") for m in ("dice", "hd95")}
+    assert verdicts[("CrashingTrainer", "dice")]["mean_diff"] is None  # no finished run to pair
+    tiny = verdicts[("SSSTrainer_tiny", "dice")]
+    assert tiny["n_cases"] == 2 and tiny["n_seeds"] == 1
     assert str(log) in md and "RuntimeError: boom" in crash["status"]  # the error itself, not the follow-ups
     assert "[compare 2/3] CrashingTrainer seed 0: FAILED at train" in res.stdout
     assert "ETA" in res.stdout and "elapsed" in res.stdout
