@@ -226,8 +226,14 @@ def check_image(out: Path, raw: Path) -> None:
 
 def verify_with_nnunet(folder: Path) -> None:
     """nnU-Net's own dataset check (raises on any problem)."""
+    from multiprocessing.dummy import Pool as ThreadPool
+    from unittest import mock
+
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-    verify_dataset_integrity(str(folder), num_processes=1)
+    # nnU-Net lists the files with a forked Pool(12) whatever num_processes says; forking this
+    # multi-threaded test process (torch, ITK) can deadlock a child, so threads do that listing here
+    with mock.patch("nnunetv2.utilities.utils.Pool", ThreadPool):
+        verify_dataset_integrity(str(folder), num_processes=1)
 
 
 def load_json(path: Path):
