@@ -142,3 +142,16 @@ def nnunet_env(tmp_path, monkeypatch) -> dict[str, Path]:
     for var, path in env.items():
         monkeypatch.setenv(var, str(path))
     return env
+
+
+def verify_with_nnunet(folder: Path) -> None:
+    """nnU-Net's own dataset check (raises on any problem). nnU-Net lists the files with a forked Pool(12)
+    whatever num_processes says; forking this multi-threaded test process (torch, ITK) can deadlock a
+    child, so threads do that listing here."""
+    from multiprocessing.dummy import Pool as ThreadPool
+    from unittest import mock
+
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    with mock.patch("nnunetv2.utilities.utils.Pool", ThreadPool):
+        verify_dataset_integrity(str(folder), num_processes=1)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from tests.conftest import verify_with_nnunet  # noqa: F401  (re-exported for the converter tests)
+
 PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "paper_splits_public.json"
 
 
@@ -222,18 +224,6 @@ def check_image(out: Path, raw: Path) -> None:
     assert out_arr.dtype == raw_arr.dtype
     np.testing.assert_array_equal(out_arr, raw_arr)
     assert geometry(out_img) == geometry(raw_img)
-
-
-def verify_with_nnunet(folder: Path) -> None:
-    """nnU-Net's own dataset check (raises on any problem)."""
-    from multiprocessing.dummy import Pool as ThreadPool
-    from unittest import mock
-
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-    # nnU-Net lists the files with a forked Pool(12) whatever num_processes says; forking this
-    # multi-threaded test process (torch, ITK) can deadlock a child, so threads do that listing here
-    with mock.patch("nnunetv2.utilities.utils.Pool", ThreadPool):
-        verify_dataset_integrity(str(folder), num_processes=1)
 
 
 def load_json(path: Path):

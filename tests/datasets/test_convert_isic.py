@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_trees import assert_convert_fails, load_json, verify_with_nnunet
+from dataset_trees import assert_convert_fails, load_json
 from isic_trees import (
     ISIC2016_TEST,
     ISIC2016_TRAIN,
@@ -29,6 +29,7 @@ from PIL import Image
 
 from sss_nnunet.datasets import isic
 from sss_nnunet.datasets.specs import SPECS
+from tests.conftest import verify_with_nnunet
 
 BUILD = {"isic2016": build_isic2016, "isic2017": build_isic2017, "isic2018": build_isic2018}
 

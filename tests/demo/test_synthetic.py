@@ -39,14 +39,14 @@ def test_cases_are_deterministic_and_test_cases_differ_from_training():
 
 
 def test_written_dataset_is_valid_for_nnunet(tmp_path):
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    from tests.conftest import verify_with_nnunet
 
     folder = synthetic.write_synthetic_dataset(tmp_path, 990, num_train=4, num_test=2, progress=False)
     assert folder.name == "Dataset990_SSSDemo"
     meta = json.loads((folder / "dataset.json").read_text())
     assert meta["labels"] == synthetic.LABELS and meta["numTraining"] == 4
     assert len(list((folder / "imagesTs").iterdir())) == len(list((folder / "labelsTs").iterdir())) == 2
-    verify_dataset_integrity(str(folder), num_processes=1)
+    verify_with_nnunet(folder)
     img = sitk.ReadImage(str(folder / "imagesTr" / "train_000_0000.nii.gz"))
     case = synthetic.make_case(0, 0)
     assert img.GetSize() == tuple(reversed(synthetic.SHAPE))
