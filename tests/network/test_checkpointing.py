@@ -13,7 +13,6 @@ from torch import nn
 from sss_nnunet.network import RWKVSSS
 from sss_nnunet.network.checkpointing import apply_checkpointing, checkpointed_blocks
 from sss_nnunet.trainers import SSSTrainer
-from tests.trainers.test_trainer_units import PLANS
 
 
 def small_net(dims: int = 3, **kw) -> RWKVSSS:
@@ -89,11 +88,14 @@ def test_pickle_and_mode_errors():
         apply_checkpointing(net, "some")
 
 
-def test_trainer_switch():
+def test_trainer_switch(nnunet_plans):
     class Trainer(SSSTrainer):
         checkpoint = "rwkv"
 
-    pm = PlansManager(copy.deepcopy(PLANS))
+    five = [32, 64, 128, 256, 320]
+    plans = nnunet_plans.plans("Dataset999_Unit", {"3d_fullres": nnunet_plans.configuration(
+        3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], five, [[1, 3, 3]] + [[3, 3, 3]] * 4)})
+    pm = PlansManager(copy.deepcopy(plans))
     cm = pm.get_configuration("3d_fullres")
     assert checkpointed_blocks(SSSTrainer.build_network_architecture(pm, cm, 1, 2)) == 0
     net = Trainer.build_network_architecture(pm, cm, 1, 2)
