@@ -80,7 +80,7 @@ def test_both_rows_have_finite_numbers_and_the_crash_is_reported(first_run):
     assert len(table) == 4 and table[0].startswith(
         "| trainer | status | recipe | converged | Δ Dice vs nnUNetTrainer [95 % CI] | Δ HD95 (mm) [95 % CI] | "
         "params (M) | train s/it")
-    cells = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    cells = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[1:]}  # table[0]: the header
     assert cells["nnUNetTrainer"][2].startswith("own: SGD lr 0.01")  # each trainer its own recipe (--recipe own)
     assert cells["SSSTrainer_tiny"][2].startswith("own: AdamW lr 0.001")
     assert "too few runs" in cells["SSSTrainer_tiny"][4]  # one seed: a difference, but no verdict
