@@ -34,8 +34,8 @@ def test_attention_of_a_model_trained_with_the_stock_commands(tmp_path):
     assert any(line.startswith("stage 2:") for line in lines) and any(line.startswith("stage 3:") for line in lines)
     ref = sitk.ReadImage(str(image))
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["query"]["image"] == [8, 16, 16] and len(summary["maps"]) == 4  # 2 stages x 2 blocks
-    assert {m["mix"] for m in summary["maps"]} == {"global"}  # SSSTrainer's blocks: the global mix only
+    assert summary["query"]["image"] == [8, 16, 16] and len(summary["maps"]) == 8  # 2 stages x 2 blocks x 2 mixes
+    assert {m["mix"] for m in summary["maps"]} == {"global", "local"}  # SSSTrainer's blocks: the paper's two mixes
     for m in summary["maps"]:
         img = sitk.ReadImage(str(out / f"attention_stage{m['stage']}b{m['block']}_{m['mix']}.nii.gz"))
         assert img.GetSize() == ref.GetSize() and np.allclose(img.GetSpacing(), ref.GetSpacing())
