@@ -99,20 +99,8 @@ sss_check_model() {
     done
 }
 
-# The python that runs sss-nnunet (the environment it is installed in), else python3.
-sss_python() {
-    local cli
-    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
-    echo python3
-}
-
-sss_check_trainer() {
-    local py message
-    py=$(sss_python)
-    "$py" -c "import sss_nnunet" 2>/dev/null ||
-        sss_die "cannot check -tr $TRAINER: $py cannot import sss_nnunet (activate the environment it is installed in)"
-    message=$("$py" -m sss_nnunet.trainer_names "$TRAINER" 2>&1) || sss_die "-tr: $message"
-}
+# shellcheck source=../training_scripts/_trainer_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../training_scripts/_trainer_check.sh"
 
 sss_eval_main() {
     TRAINER=SSSTrainer FOLD=0 ENSEMBLE=0 CONFIG=${EVAL_CONFIG:-3d_fullres} PLANS=nnUNetPlans PROTOCOL=paper
@@ -154,7 +142,7 @@ sss_eval_main() {
     fi
 
     sss_check_env
-    sss_check_trainer
+    sss_check_trainer "$TRAINER"
     sss_find_dataset
     sss_check_model
     if [[ "$DRY_RUN" != 1 ]]; then

@@ -75,21 +75,8 @@ sss_run() {
     fi
 }
 
-# The python that runs sss-nnunet (the environment it is installed in), else python3.
-sss_python() {
-    local cli
-    cli=$(command -v sss-nnunet 2>/dev/null) && [[ -x $(dirname "$cli")/python ]] && { echo "$(dirname "$cli")/python"; return; }
-    echo python3
-}
-
-# The trainer class must exist before anything long runs (nnUNetv2_train would only fail after planning).
-sss_check_trainer() {
-    local py message
-    py=$(sss_python)
-    "$py" -c "import sss_nnunet" 2>/dev/null ||
-        sss_die "cannot check -tr $1: $py cannot import sss_nnunet (activate the environment it is installed in)"
-    message=$("$py" -m sss_nnunet.trainer_names "$1" 2>&1) || sss_die "-tr: $message"
-}
+# shellcheck source=_trainer_check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_trainer_check.sh"
 
 # Each nnUNet_* folder exists, or its parent does (then the tools create it).
 sss_check_folders() {
