@@ -155,3 +155,24 @@ def verify_with_nnunet(folder: Path) -> None:
 
     with mock.patch("nnunetv2.utilities.utils.Pool", ThreadPool):
         verify_dataset_integrity(str(folder), num_processes=1)
+
+
+@pytest.fixture
+def refuse_writes_under(monkeypatch) -> Callable:
+    """``refuse_writes_under(folder)``: temporary files and folders created under ``folder`` fail with the
+    operating system's "Permission denied" (as root a read-only folder is still writable)."""
+    import tempfile
+
+    real = {"mkdtemp": tempfile.mkdtemp, "mkstemp": tempfile.mkstemp}
+
+    def refuse(folder: Path) -> None:
+        def refusing(name):
+            def make(*args, dir=None, **kwargs):
+                if dir is not None and str(folder) in str(dir):
+                    raise PermissionError(13, "Permission denied", str(dir))
+                return real[name](*args, dir=dir, **kwargs)
+            return make
+
+        monkeypatch.setattr(tempfile, "mkdtemp", refusing("mkdtemp"))
+        monkeypatch.setattr(tempfile, "mkstemp", refusing("mkstemp"))
+    return refuse

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -130,22 +129,11 @@ def test_non_finite_image_voxels_are_refused(value, synapse, nnunet_env, convert
 
 
 # ----------------------------------------------------------------------------- row 7: one line, exit 2
-def test_unwritable_nnunet_raw_is_one_line(synapse, nnunet_env, convert, monkeypatch, tmp_path):
+def test_unwritable_nnunet_raw_is_one_line(synapse, nnunet_env, convert, refuse_writes_under, tmp_path):
     """As root a read-only folder is still writable, so the refusal of the operating system is injected."""
     for folder in nnunet_env.values():
         folder.mkdir()
-
-    real = {"mkdtemp": tempfile.mkdtemp, "mkstemp": tempfile.mkstemp}
-
-    def refusing(name):
-        def make(*args, dir=None, **kwargs):
-            if dir is not None and str(tmp_path) in str(dir):
-                raise PermissionError(13, "Permission denied", str(dir))
-            return real[name](*args, dir=dir, **kwargs)
-        return make
-
-    monkeypatch.setattr(tempfile, "mkdtemp", refusing("mkdtemp"))
-    monkeypatch.setattr(tempfile, "mkstemp", refusing("mkstemp"))
+    refuse_writes_under(tmp_path)
     rc, _, err = convert("synapse", "--raw", synapse)
     assert rc == 2 and err.count("error:") == 1 and "Permission denied" in err, err
     assert str(nnunet_env["nnUNet_preprocessed"]) in err or str(nnunet_env["nnUNet_raw"]) in err, err

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -125,21 +124,10 @@ def test_out_naming_a_file(make_folders, tmp_path, capsys):
     assert report.read_text() == "mine"
 
 
-def test_unwritable_output_folder_is_one_line(make_folders, tmp_path, capsys, monkeypatch):
+def test_unwritable_output_folder_is_one_line(make_folders, tmp_path, capsys, refuse_writes_under):
     """As root a read-only folder is still writable, so the refusal of the operating system is injected."""
     pred, gt, _ = make_folders(n_cases=2)
-
-    real = {"mkdtemp": tempfile.mkdtemp, "mkstemp": tempfile.mkstemp}
-
-    def refusing(name):
-        def make(*args, dir=None, **kwargs):
-            if dir is not None and str(tmp_path) in str(dir):
-                raise PermissionError(13, "Permission denied", str(dir))
-            return real[name](*args, dir=dir, **kwargs)
-        return make
-
-    monkeypatch.setattr(tempfile, "mkdtemp", refusing("mkdtemp"))
-    monkeypatch.setattr(tempfile, "mkstemp", refusing("mkstemp"))
+    refuse_writes_under(tmp_path)
     rc, err = evaluate(capsys, "--pred", pred, "--gt", gt, "--dataset", "synapse", "--out", tmp_path / "e")
     one_error(rc, err, "Permission denied", str(tmp_path))
 
