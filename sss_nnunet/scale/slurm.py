@@ -102,6 +102,9 @@ wait "$pid"; rc=$?
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; rc=$?; done  # wait returns early for the trap
 if [ "$preempted" = 1 ]; then
     echo "$(date -Is) task $job: checkpointed (exit $rc), requeued; it continues with --c"
+    # the requeue ends this shell (SIGTERM); it ends with status 0 either way, so that no non-zero status of a
+    # preempted run is counted against the array (find_best_configuration waits for afterok)
+    trap 'exit 0' TERM
     scontrol requeue "$job"
     exit 0
 fi

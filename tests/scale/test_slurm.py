@@ -116,7 +116,11 @@ def test_array_with_requeues_then_find_best(planned, slurm, tmp_path):
     slurm.wait(lambda: slurm.job(best).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), 1200,
                "the find_best_configuration job")
     logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
-    assert slurm.job(best)["JobState"] == "COMPLETED", "\n".join(f"--- {k}\n{v[-2500:]}" for k, v in logs.items())
+    if slurm.job(best)["JobState"] != "COMPLETED":  # what SLURM itself says: the jobs and its controller's log
+        ctld = [line for line in (slurm.dir / "slurmctld.log").read_text().splitlines() if "debug" not in line]
+        pytest.fail("\n".join([f"--- {k}\n{v[-2500:]}" for k, v in logs.items()]
+                              + ["--- scontrol show job", slurm.run("scontrol", "show", "job").stdout,
+                                 "--- slurmctld.log", *ctld[-80:]]))
 
     for fold, signal in ((1, "SIGTERM"), (2, "SIGUSR1")):
         text = training_log(results, fold)

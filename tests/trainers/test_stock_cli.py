@@ -285,10 +285,10 @@ def test_foreign_checkpoint_is_one_line_through_the_stock_command(trained):
     plans: one message naming the file, no traceback, the checkpoint untouched."""
     root, env, _ = trained
     ckpt = checkpoint(root, "SSSTrainer_tiny")
-    fold = results_folder(root, "SSSTrainer_tiny") / "fold_2"
+    fold = results_folder(root, "SSSTrainer_tiny") / "fold_4"  # a fold no other test of this module trains
     fold.mkdir(parents=True)
     path = fold / "checkpoint_latest.pth"
-    cmd = ["nnUNetv2_train", "977", "3d_fullres", "2", "-tr", "SSSTrainer_tiny", "-device", "cpu", "--c"]
+    cmd = ["nnUNetv2_train", "977", "3d_fullres", "4", "-tr", "SSSTrainer_tiny", "-device", "cpu", "--c"]
     torch.save(dict(ckpt, trainer_name="nnUNetTrainer"), path)
     res = run_stock(cmd, env)
     assert res.returncode != 0 and "Traceback" not in res.stderr
