@@ -90,7 +90,7 @@ MUTATIONS = [
              r"(def directional_shift\([\s\S]*?\"\"\"[\s\S]*?\"\"\"\n)(\s+)", r"\1\2return x\n\2"),
     Mutation("gate_ignores_input", "dynamic scan gate ignores its input (pooled features zeroed)",
              "sss_nnunet/network/**/*.py", ["tests/network/test_network.py"],
-             r"self\.proj\(h\.mean\(1\)\)", "self.proj(torch.zeros_like(h.mean(1)))"),
+             r"z = h\.float\(\)\.mean\(1\)", "z = torch.zeros_like(h.float().mean(1))"),
     Mutation("dysample_offsets_dropped", "DySample's learned offsets multiplied by 0 (plain bilinear upsampling)",
              "sss_nnunet/network/**/*.py", ["tests/network/test_dysample.py"],
              r"\bo = self\.offset\(x\)", "o = 0 * self.offset(x)"),
