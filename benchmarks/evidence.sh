@@ -8,10 +8,13 @@
 #
 # Environment: WORK (default ./sss_evidence: nnUNet_raw/_preprocessed and each piece's --out),
 # DEVICE (cpu|cuda, default cpu), SCALE (iteration multiplier, default 1), SEEDS (default "0 1 2"),
-# BATCH (one batch size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
+# ROWS (see NETS below), BATCH (one batch size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
 # ResEnc presets would otherwise train batches of up to 40 here).
-# Pieces (dataset, configuration, rows, recipe, CPU budget; CPU time measured on 2 cores, see
-# docs/results.md):
+# CPU time measured on 2 idle cores (2026-12-06, 500 iterations on 991 context 3d_fullres, batch 2): one
+# nnUNetTrainer run ~6.5 min of training, one SSSTrainer run ~9 min (+ ~1-2 min prediction each), so a
+# 2-row x 3-seed piece takes ~55 min and a 4-row piece (ResEnc M, not timed yet, is the largest network)
+# about 2-2.5 h; all pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or
+# on a GPU. Pieces (dataset, configuration, rows, recipe; results in docs/results.md):
 #   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
 #   c3d-sss      991 context 3d_fullres: the same four; sss
@@ -33,6 +36,10 @@ export nnUNet_results="$WORK/nnUNet_results"  # unused by compare (models go to 
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
 
 NETS=(nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer SSSTrainer_globalOnly)
+# ROWS="nnUNetTrainer SSSTrainer": only these rows in the four-row pieces (the runs published so far); a later
+# run without ROWS adds the other rows and skips the finished runs
+# shellcheck disable=SC2206
+[ -z "${ROWS:-}" ] || NETS=($ROWS)
 LADDER=(nnUNetTrainer SSSTrainer_L0 SSSTrainer_L1 SSSTrainer_L2 SSSTrainer_L3 SSSTrainer_L4 SSSTrainer_L5
         SSSTrainer_L6 SSSTrainer)
 
