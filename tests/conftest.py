@@ -63,11 +63,23 @@ def plans(dataset_name: str, configurations: dict, spacing=(2.5, 1.0, 1.0), shap
     }
 
 
+def default_plans() -> dict:
+    """Plans as nnU-Net's default planner writes them for a 3D CT-like dataset: 2d, 3d_fullres (5 stages,
+    patch 40 x 96 x 80), 3d_lowres."""
+    five = [32, 64, 128, 256, 320]
+    return plans("Dataset999_Unit", {
+        "2d": configuration(2, [96, 80], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], five, [[3, 3]] * 5),
+        "3d_fullres": configuration(3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], five,
+                                    [[1, 3, 3]] + [[3, 3, 3]] * 4),
+        "3d_lowres": {"inherits_from": "3d_fullres", "patch_size": [24, 48, 40], "spacing": [4.0, 2.0, 2.0]},
+    })
+
+
 @pytest.fixture
 def nnunet_plans() -> SimpleNamespace:
-    """``configuration(dims, patch, strides, features, kernels, spacing=None)`` and
-    ``plans(dataset_name, configurations)``: nnU-Net plans as dicts."""
-    return SimpleNamespace(configuration=configuration, plans=plans)
+    """``configuration(dims, patch, strides, features, kernels, spacing=None)``,
+    ``plans(dataset_name, configurations)`` and ``default()``: nnU-Net plans as dicts."""
+    return SimpleNamespace(configuration=configuration, plans=plans, default=default_plans)
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from tests.conftest import verify_with_nnunet  # noqa: F401  (re-exported for the converter tests)
-
 PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "paper_splits_public.json"
 
 

@@ -10,10 +10,10 @@ from dataset_trees import (
     load_json,
     nnunet_splits,
     published_splits,
-    verify_with_nnunet,
 )
 
 from sss_nnunet.datasets.acdc import patient_of
+from tests.conftest import verify_with_nnunet
 
 SPLIT = published_splits()["acdc"]
 TRAIN, VAL, TEST = SPLIT["nnformer_train_70pat"], SPLIT["nnformer_val_10pat"], SPLIT["test_20pat_40vol"]

@@ -15,9 +15,10 @@ from dataset_trees import (
     nnunet_splits,
     published_splits,
     read,
-    verify_with_nnunet,
     write_nifti,
 )
+
+from tests.conftest import verify_with_nnunet
 
 SPLIT = published_splits()["brats_msd_task01"]
 REGIONS = {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": [3]}

@@ -9,10 +9,10 @@ from dataset_trees import (
     load_json,
     nnunet_splits,
     published_splits,
-    verify_with_nnunet,
 )
 
 from sss_nnunet.datasets.specs import BTCV_LABELS, SYNAPSE8_FROM_BTCV
+from tests.conftest import verify_with_nnunet
 
 SPLIT = published_splits()["synapse"]
 

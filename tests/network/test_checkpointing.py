@@ -92,10 +92,7 @@ def test_trainer_switch(nnunet_plans):
     class Trainer(SSSTrainer):
         checkpoint = "rwkv"
 
-    five = [32, 64, 128, 256, 320]
-    plans = nnunet_plans.plans("Dataset999_Unit", {"3d_fullres": nnunet_plans.configuration(
-        3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], five, [[1, 3, 3]] + [[3, 3, 3]] * 4)})
-    pm = PlansManager(copy.deepcopy(plans))
+    pm = PlansManager(nnunet_plans.default())
     cm = pm.get_configuration("3d_fullres")
     assert checkpointed_blocks(SSSTrainer.build_network_architecture(pm, cm, 1, 2)) == 0
     net = Trainer.build_network_architecture(pm, cm, 1, 2)

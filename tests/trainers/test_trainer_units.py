@@ -17,21 +17,9 @@ from sss_nnunet.trainers import TRAINERS, SSSTrainer, SSSTrainer_scanRaster, SSS
 from sss_nnunet.trainers.schedule import WarmupCosineLR
 
 
-def _plans(nnunet_plans) -> dict:
-    """Plans as nnU-Net's default planner writes them for a 3D CT-like dataset: 2d, 3d_fullres, 3d_lowres."""
-    c = nnunet_plans.configuration
-    five = [32, 64, 128, 256, 320]
-    return nnunet_plans.plans("Dataset999_Unit", {
-        "2d": c(2, [96, 80], [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], five, [[3, 3]] * 5),
-        "3d_fullres": c(3, [40, 96, 80], [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], five,
-                        [[1, 3, 3]] + [[3, 3, 3]] * 4),
-        "3d_lowres": {"inherits_from": "3d_fullres", "patch_size": [24, 48, 40], "spacing": [4.0, 2.0, 2.0]},
-    })
-
-
 @pytest.fixture
 def PLANS(nnunet_plans) -> dict:
-    return _plans(nnunet_plans)
+    return nnunet_plans.default()
 
 
 @pytest.fixture
