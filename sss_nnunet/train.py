@@ -26,7 +26,25 @@ import os
 import sys
 
 
-def main() -> int:
+def main(*, as_program: bool = False) -> int:
+    """Train as ``nnUNetv2_train`` would, preemption-safe; the exit status (0, 2 or 75).
+
+    Called from Python, the caller's SIGUSR1 / SIGTERM handlers are back afterwards, however it ends
+    (``--help`` included). ``as_program`` (``python -m sss_nnunet.train``): both signals are ignored
+    instead, as the process is about to end and a late signal must not change its exit status."""
+    from sss_nnunet.scale import preempt
+
+    previous = preempt.install()
+    try:
+        return _train(as_program)
+    finally:
+        if as_program:
+            preempt.ignore()
+        else:
+            preempt.restore(previous)
+
+
+def _train(as_program: bool) -> int:
     from nnunetv2.run import run_training as rt
 
     from sss_nnunet._ext_trainer_hook import explaining
@@ -35,13 +53,13 @@ def main() -> int:
     from sss_nnunet.scale.distributed import run_distributed, under_torchrun
     from sss_nnunet.scale.trainer import scaled
 
-    find = rt.recursive_find_trainer_class_by_name
+    find, run_training = rt.recursive_find_trainer_class_by_name, rt.run_training
     rt.recursive_find_trainer_class_by_name = lambda name: scaled(find(name))
     if under_torchrun():
         rt.run_training = run_distributed
-    sys.argv[0] = "sss_nnunet.train"
-    sys.excepthook = explaining(sys.excepthook)  # "not planned / not trained" as one line, as in nnUNetv2_train
-    preempt.install()
+    if as_program:
+        sys.argv[0] = "sss_nnunet.train"
+        sys.excepthook = explaining(sys.excepthook)  # "not planned / not trained" as one line, as nnUNetv2_train
     try:
         rt.run_training_entry()
     except preempt.Preempted as e:
@@ -55,9 +73,10 @@ def main() -> int:
     except SSSError as e:
         print(f"sss_nnunet.train: error: {e}", file=sys.stderr)
         return 2
-    preempt.ignore()  # finished: a signal now has nothing left to save
+    finally:
+        rt.recursive_find_trainer_class_by_name, rt.run_training = find, run_training
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(as_program=True))

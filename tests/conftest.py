@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,29 @@ import pytest
 import torch
 
 SSS_NNUNET = str(Path(sys.executable).with_name("sss-nnunet"))
+#: Signals whose handling a test must leave as it found it: a forked ``multiprocessing.Pool`` worker inherits
+#: a Python handler for SIGTERM, survives ``Pool.terminate()`` and hangs the next in-process nnU-Net call.
+GUARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGCHLD)
+
+
+def _signal_state() -> tuple[dict, frozenset]:
+    return ({sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS},
+            frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found():
+    """Fails the test that changes a signal handler or the blocked-signal mask of the pytest process (and puts
+    them back, so that one test's leak does not hang later ones)."""
+    handlers, mask = _signal_state()
+    yield
+    now_handlers, now_mask = _signal_state()
+    changed = {signal.Signals(s).name: h for s, h in now_handlers.items() if h != handlers[s]}
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    assert not changed and now_mask == mask, (
+        f"the test left signal handlers {changed} / blocked signals {sorted(now_mask)} (were {sorted(mask)})")
 
 
 def configuration(dims: int, patch: Sequence[int], strides, features, kernels, spacing=None,
@@ -188,3 +212,25 @@ def refuse_writes_under(monkeypatch) -> Callable:
         monkeypatch.setattr(tempfile, "mkdtemp", refusing("mkdtemp"))
         monkeypatch.setattr(tempfile, "mkstemp", refusing("mkstemp"))
     return refuse
+
+
+# ---------------------------------------------------------------- time per test file, printed last
+_file_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    path = report.nodeid.split("::")[0]
+    _file_seconds[path] = _file_seconds.get(path, 0.0) + report.duration
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The 15 slowest test files (setup + call + teardown of all their tests, module fixtures included), after
+    everything else, so that a truncated CI log still shows where `make test`'s time goes."""
+    if len(_file_seconds) < 2:
+        return
+    top = sorted(_file_seconds.items(), key=lambda kv: -kv[1])[:15]
+    total = sum(_file_seconds.values()) / 60
+    terminalreporter.write_sep("-", f"slowest test files (of {len(_file_seconds)}, {total:.1f} min in all)")
+    for path, seconds in top:
+        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")

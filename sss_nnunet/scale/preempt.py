@@ -26,10 +26,22 @@ def _record(signum: int, frame) -> None:
     _received.append(signum)
 
 
-def install() -> None:
-    """SIGUSR1 and SIGTERM only set the flag from now on (this process and processes it forks)."""
+def install() -> dict[int, object]:
+    """SIGUSR1 and SIGTERM only set the flag from now on (this process and processes it forks).
+
+    Returns the handlers they had, for :func:`restore`: a process that goes on after training (a
+    notebook, a test) must not keep them, or its forked workers (``multiprocessing.Pool``) would
+    survive ``Pool.terminate()``'s SIGTERM and its ``join`` would wait for ever."""
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:
         signal.signal(sig, _record)
+    return previous
+
+
+def restore(previous: dict[int, object]) -> None:
+    """The handlers :func:`install` returned are back."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def ignore() -> None:

@@ -106,3 +106,23 @@ def test_without_torchrun_the_module_is_nnunetv2_train(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     for option in ("dataset_name_or_id", "-tr", "-num_gpus", "--npz", "--c", "--val_best", "-device"):
         assert option in res.stdout
+
+
+def test_main_called_in_process_gives_back_the_signal_handlers_and_nnunet_finder(monkeypatch):
+    """A caller that goes on after ``main()`` (notebook, test) keeps its own SIGTERM handling: a leaked flag
+    handler made forked Pool workers survive ``Pool.terminate()`` and hung the next in-process nnU-Net call."""
+    import signal
+    import sys
+
+    from nnunetv2.run import run_training as rt
+
+    from sss_nnunet import train
+
+    before = {s: signal.getsignal(s) for s in preempt.SIGNALS}
+    finder = rt.recursive_find_trainer_class_by_name
+    hook = sys.excepthook
+    monkeypatch.setattr(sys, "argv", ["sss_nnunet.train", "--help"])
+    with pytest.raises(SystemExit):
+        train.main()
+    assert {s: signal.getsignal(s) for s in preempt.SIGNALS} == before
+    assert rt.recursive_find_trainer_class_by_name is finder and sys.excepthook is hook
