@@ -82,9 +82,9 @@ def test_onnx_segmentations_equal_pytorch(trained):
     images = raw / "imagesTs"
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(root / "pred_torch"), "-d", str(DATASET), "-c",
          "3d_fullres", "-tr", "SSSTrainer_tiny", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
-         "--disable_progress_bar"], env)
+         "--disable_progress_bar", "--save_probabilities"], env)
     run(["sss-nnunet", "predict", "--onnx", str(export), "-i", str(images), "-o", str(root / "pred_onnx"),
-         "-npp", "1", "-nps", "1", "--disable_progress_bar"], env)
+         "-npp", "1", "-nps", "1", "--disable_progress_bar", "--save_probabilities"], env)
     labels = sorted(synthetic.LABELS.values())
     cases = sorted(p.name for p in (root / "pred_torch").glob("*.nii.gz"))
     assert len(cases) == 3 and cases == sorted(p.name for p in (root / "pred_onnx").glob("*.nii.gz"))
@@ -95,8 +95,24 @@ def test_onnx_segmentations_equal_pytorch(trained):
         assert a.shape == b.shape
         assert len(np.unique(a)) >= 2, f"{name}: the model predicts only background; the comparison would be empty"
         predicted |= set(np.unique(a).tolist())
-        dice = dice_per_class(a, b, labels)
-        assert min(dice.values()) >= 0.999, f"{name}: Dice per class ONNX vs PyTorch {dice}"
+        case = name.removesuffix(".nii.gz")
+        pa = np.load(root / "pred_torch" / f"{case}.npz")["probabilities"]
+        pb = np.load(root / "pred_onnx" / f"{case}.npz")["probabilities"]
+        assert pa.shape == pb.shape == (len(labels), *a.shape)
+        # The networks agree to ~3e-4 in float32 logits (onnxruntime's own rounding; both PyTorch backends are
+        # within 4e-6 of float64), but nnU-Net's predictor sums the sliding window in float16 with Gaussian
+        # weights near 1e-3 at tile corners: measured 6.6e-3 in probability at the large case's corner voxels.
+        # A wrong export (an axis, a channel, a mirror) moves probabilities by O(0.1).
+        gap = float(np.abs(pa - pb).max())
+        assert gap < 2e-2, f"{name}: class probabilities ONNX vs PyTorch differ by up to {gap:.2e}"
+        # labels may differ only where PyTorch itself is torn between the two classes (a near-tie that a
+        # difference below `gap` can flip); anything else is a wrong export, not rounding
+        diff = a != b
+        margin = np.take_along_axis(pa, a[None].astype(np.int64), 0)[0] - np.take_along_axis(
+            pa, b[None].astype(np.int64), 0)[0]
+        assert diff.mean() < 1e-3 and (margin[diff] <= 2 * gap + 1e-6).all(), (
+            f"{name}: {int(diff.sum())} voxels labelled differently, margins up to {margin[diff].max():.2e} "
+            f"(probability gap {gap:.2e}); Dice per class {dice_per_class(a, b, labels)}")
     assert len(predicted) >= 3, f"the 2-epoch model predicts only {predicted} over all cases: too little to compare"
 
 
