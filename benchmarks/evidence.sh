@@ -20,7 +20,8 @@
 #   c3d-sss      991 context 3d_fullres: the same four; sss
 #   c3d-nnunet   991 context 3d_fullres: the same four; nnunet
 #   mni-sss      992 mni152 3d_fullres:  the same four; sss (needs pip install '.[datasets]')
-#   demo-sss     990 demo 3d_fullres:    the same four; sss
+#   demo-sss     990 demo 3d_fullres:    the same four; sss, 500 iterations (at 250 under its own SGD recipe
+#                nnUNetTrainer had not yet learnt the spleen and the gallbladder)
 #   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss
 #   ladder-c3d   991: the same ladder; sss
 set -euo pipefail
@@ -68,7 +69,7 @@ run_piece() {
     c3d-sss)    dataset context 991; piece c3d_sss 991 3d_fullres 500 sss "${NETS[@]}" ;;
     c3d-nnunet) dataset context 991; piece c3d_nnunet 991 3d_fullres 500 nnunet "${NETS[@]}" ;;
     mni-sss)    dataset mni152 992; piece mni_sss 992 3d_fullres 250 sss "${NETS[@]}" ;;
-    demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 250 sss "${NETS[@]}" ;;
+    demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 500 sss "${NETS[@]}" ;;
     ladder-c2d) dataset context2d 993; piece ladder_c2d 993 2d 500 sss "${LADDER[@]}" ;;
     ladder-c3d) dataset context 991; piece ladder_c3d 991 3d_fullres 500 sss "${LADDER[@]}" ;;
     *) echo "evidence: unknown piece '$1'" >&2; exit 2 ;;

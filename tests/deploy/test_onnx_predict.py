@@ -113,6 +113,9 @@ def test_onnx_segmentations_equal_pytorch(trained):
         assert diff.mean() < 1e-3 and (margin[diff] <= 2 * gap + 1e-6).all(), (
             f"{name}: {int(diff.sum())} voxels labelled differently, margins up to {margin[diff].max():.2e} "
             f"(probability gap {gap:.2e}); Dice per class {dice_per_class(a, b, labels)}")
+        # issue 27's target, where one near-tie voxel cannot decide it: Dice >= 0.999 for classes of >= 1000 voxels
+        dice = dice_per_class(a, b, labels)
+        assert all(dice[c] >= 0.999 for c in labels if (a == c).sum() >= 1000), f"{name}: Dice per class {dice}"
     assert len(predicted) >= 3, f"the 2-epoch model predicts only {predicted} over all cases: too little to compare"
 
 
