@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import sys
 
+from sss_nnunet.scale import preempt
+
 
 def main(*, as_program: bool = False) -> int:
     """Train as ``nnUNetv2_train`` would, preemption-safe; the exit status (0, 2 or 75).
@@ -32,8 +34,6 @@ def main(*, as_program: bool = False) -> int:
     Called from Python, the caller's SIGUSR1 / SIGTERM handlers are back afterwards, however it ends
     (``--help`` included). ``as_program`` (``python -m sss_nnunet.train``): both signals are ignored
     instead, as the process is about to end and a late signal must not change its exit status."""
-    from sss_nnunet.scale import preempt
-
     previous = preempt.install()
     try:
         return _train(as_program)
@@ -49,7 +49,6 @@ def _train(as_program: bool) -> int:
 
     from sss_nnunet._ext_trainer_hook import explaining
     from sss_nnunet.errors import SSSError
-    from sss_nnunet.scale import preempt
     from sss_nnunet.scale.distributed import run_distributed, under_torchrun
     from sss_nnunet.scale.trainer import scaled
 

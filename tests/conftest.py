@@ -28,22 +28,28 @@ SSS_NNUNET = str(Path(sys.executable).with_name("sss-nnunet"))
 GUARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGCHLD)
 
 
-def _signal_state() -> tuple[dict, frozenset]:
+def signal_state() -> tuple[dict, frozenset]:
+    """The handlers of ``GUARDED_SIGNALS`` and the blocked-signal mask of this thread, for ``restore_signal_state``."""
     return ({sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS},
             frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+
+def restore_signal_state(state: tuple[dict, frozenset]) -> None:
+    handlers, mask = state
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @pytest.fixture(autouse=True)
 def _signals_left_as_found():
     """Fails the test that changes a signal handler or the blocked-signal mask of the pytest process (and puts
     them back, so that one test's leak does not hang later ones)."""
-    handlers, mask = _signal_state()
+    handlers, mask = before = signal_state()
     yield
-    now_handlers, now_mask = _signal_state()
+    now_handlers, now_mask = signal_state()
     changed = {signal.Signals(s).name: h for s, h in now_handlers.items() if h != handlers[s]}
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    restore_signal_state(before)
     assert not changed and now_mask == mask, (
         f"the test left signal handlers {changed} / blocked signals {sorted(now_mask)} (were {sorted(mask)})")
 

@@ -16,7 +16,6 @@ import functools
 import re
 import runpy
 import shlex
-import signal
 import subprocess
 import sys
 from importlib import metadata
@@ -26,7 +25,7 @@ from unittest import mock
 import pytest
 
 from sss_nnunet import cli
-from tests.conftest import GUARDED_SIGNALS
+from tests.conftest import restore_signal_state, signal_state
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -92,7 +91,7 @@ def _capture(run, argv0: str) -> argparse.ArgumentParser:
     def grab(self, *args, **kwargs):
         raise _Captured(self)
 
-    handlers = {sig: signal.getsignal(sig) for sig in GUARDED_SIGNALS}  # a program's __main__ may set its own
+    signals = signal_state()  # a program's __main__ may set its own handlers
     with mock.patch.object(argparse.ArgumentParser, "parse_args", grab), \
             mock.patch.object(argparse.ArgumentParser, "parse_known_args", grab), \
             mock.patch.object(sys, "argv", [argv0]), mock.patch.object(sys, "excepthook", sys.excepthook):
@@ -101,8 +100,7 @@ def _capture(run, argv0: str) -> argparse.ArgumentParser:
         except _Captured as caught:
             return caught.parser
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            restore_signal_state(signals)
     raise AssertionError(f"{argv0} did not build an argparse parser")
 
 
