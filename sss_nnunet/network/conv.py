@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from sss_nnunet.network.dysample import DySample
-from sss_nnunet.network.ops import transposed_conv
+from sss_nnunet.network.ops import channels_last_on_cpu, transposed_conv
 
 
 def _same_padding(kernel: Sequence[int]) -> list[int]:
@@ -24,20 +24,19 @@ def _same_padding(kernel: Sequence[int]) -> list[int]:
 
 
 class _ChannelsLastOnCPU:
-    """Runs the convolution in channels-last layout on the CPU and returns a contiguous map.
+    """Runs the convolution on a channels-last input on the CPU (``ops.channels_last_on_cpu``)
+    and returns the channels-last result.
 
     PyTorch's CPU depthwise convolution in (B, C, *S) layout is slow, above all its backward
     (measured here on 2026-12-02 at 2x32x24x24x64, 2 threads, with a one-off timing of this
-    layer alone: forward+backward 313 ms against 86 ms in channels-last, conversions included;
-    the network-level effect is in docs/results.md, "Network cost"). Same weights, same
-    result (up to float rounding), same state-dict keys; other devices run unchanged.
+    layer alone: forward+backward 313 ms against 86 ms in channels-last, conversions included).
+    The network keeps its maps channels-last on the CPU, so no conversion happens here then.
+    Same weights, same result (up to float rounding), same state-dict keys; other devices run
+    unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return super().forward(x)
-        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-        return super().forward(x.contiguous(memory_format=layout)).contiguous()
+        return super().forward(channels_last_on_cpu(x))
 
 
 class DepthwiseConv2d(_ChannelsLastOnCPU, nn.Conv2d):
@@ -54,7 +53,11 @@ def depthwise_op(conv_op: type[nn.Module]) -> type[nn.Module]:
 
 
 class ConvNormAct(nn.Sequential):
-    """conv -> norm -> activation (activation optional)."""
+    """conv -> norm -> activation (activation optional); (B, C_in, *S) -> (B, C_out, *S / stride).
+
+    On the CPU the conv's output is made channels-last (``ops.channels_last_on_cpu``; a no-op
+    unless the conv saw a 1-channel input, which leaves the classic layout).
+    """
 
     def __init__(self, conv_op, norm_op, nonlin, c_in, c_out, kernel, stride=1, groups=1, act=True,
                  norm_kwargs=None, nonlin_kwargs=None):
@@ -66,6 +69,11 @@ class ConvNormAct(nn.Sequential):
         if act:
             layers.append(nonlin(**(nonlin_kwargs or {"inplace": True})))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self):
+            x = channels_last_on_cpu(layer(x)) if i == 0 else layer(x)
+        return x
 
 
 class ResidualConvBlock(nn.Module):
@@ -148,4 +156,5 @@ class Upsample(nn.Module):
             raise ValueError(f"unknown upsampler {kind!r}; expected dysample or transposed")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        """channels-last on the CPU, like every map of the network (DySample's grid_sample is not)."""
+        return channels_last_on_cpu(self.body(x))

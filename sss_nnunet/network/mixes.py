@@ -20,12 +20,14 @@ result (B, N, C) on the stage's grid. ``SpatialMix.set_scan(mode)`` switches the
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sss_nnunet import fastpaths
 from sss_nnunet.kernels import bi_wkv
 from sss_nnunet.network.ops import linear_mode, to_map, to_tokens
 from sss_nnunet.network.scan import scan_orders
@@ -43,6 +45,20 @@ def _ramp(C: int) -> torch.Tensor:
 def _mix_init(C: int, layer: tuple[int, int]) -> torch.Tensor:
     i, n = layer
     return 1 - (torch.arange(C, dtype=torch.float32) / C) ** (1 - i / max(n, 1))
+
+
+def _token_mean(t: torch.Tensor, spatial: tuple[int, ...], k: list[int]) -> torch.Tensor:
+    """avg_pool with kernel = stride = k of tokens (B, N, C) on a ``spatial`` map divisible by k, as
+    the sum of the prod(k) strided sub-grids (CPU: avg_pool on channels-last maps converts them to
+    the classic layout and back, 4x slower at 128 x 32^3); (B, N / prod(k), C)."""
+    B, _, C = t.shape
+    split = [n for s, f in zip(spatial, k) for n in (s // f, f)]
+    v = t.view(B, *split, C)
+    out = None
+    for offsets in itertools.product(*(range(f) for f in k)):
+        index = (slice(None),) + tuple(i for o in offsets for i in (slice(None), o))
+        out = v[index].clone() if out is None else out.add_(v[index])
+    return out.div_(math.prod(k)).view(B, -1, C)
 
 
 class SpatialMix(nn.Module):
@@ -92,6 +108,8 @@ class SpatialMix(nn.Module):
         if self.pool == 1:
             return t
         k = [min(self.pool, s) for s in spatial]
+        if fastpaths.eager(t) and all(s % f == 0 for s, f in zip(spatial, k)):
+            return _token_mean(t, spatial, k)
         pool = F.avg_pool2d if self.dims == 2 else F.avg_pool3d
         return to_tokens(pool(to_map(t, spatial), k, k, ceil_mode=True, count_include_pad=False))
 

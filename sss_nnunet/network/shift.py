@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from sss_nnunet import fastpaths
 from sss_nnunet.network.windows import border_mask, cached, small_tensor
 
 SHIFT_MODES = ("none", "qshift4", "stage")
@@ -106,6 +107,8 @@ def _coefficients(x: torch.Tensor, weights: torch.Tensor, window: Sequence[int])
 
 
 def _shift_forward(x: torch.Tensor, weights: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
+    """The reference form: every direction over every channel, one padded copy of x each (traceable
+    by torch.compile and the ONNX exporter; the path off the CPU)."""
     out = None
     for _d, axis, sign, coef in _coefficients(x, weights, window):
         shifted = _moved(x, axis, sign)
@@ -113,33 +116,83 @@ def _shift_forward(x: torch.Tensor, weights: torch.Tensor, window: Sequence[int]
     return torch.zeros_like(x) if out is None else out
 
 
+def live_channels(weights: torch.Tensor) -> list[tuple[int, int]] | None:
+    """Per direction, the channel span [c0, c1) outside which its weights are 0 in every sample.
+
+    ``direction_weights`` gives each direction a contiguous run of channels (its share of C), so the
+    shift's value, and its gradient for x, need only that run: about one pass over the map in all
+    instead of 2 * dims. (The span is widened by one channel each side; the weights' own gradient is
+    computed for every channel.) None (every channel) off the CPU and while traced (torch.compile,
+    ONNX / JIT): reading the weights would cost a device sync or break the graph.
+    """
+    if not fastpaths.eager(weights):
+        return None
+    C = weights.shape[-1]
+    spans = []
+    for row in (weights.detach() != 0).any(0).tolist():  # (2 * dims) rows of C flags
+        live = [c for c, on in enumerate(row) if on]
+        spans.append((max(live[0] - 1, 0), min(live[-1] + 2, C)) if live else (0, 0))
+    return spans
+
+
+def _slabs(size: int, sign: int) -> tuple[int, int]:
+    """(start of the source slab, start of the destination slab) of a one-voxel move by ``sign``
+    along an axis of ``size`` voxels; both slabs hold size - 1 voxels."""
+    return (0, 1) if sign > 0 else (1, 0)
+
+
+def _shift_forward_live(x: torch.Tensor, weights: torch.Tensor, window: Sequence[int],
+                        spans: list[tuple[int, int]]) -> torch.Tensor:
+    """``_shift_forward`` restricted to each direction's live channels, without padded copies:
+    each direction adds its source slab into its destination slab in place (about one pass over x
+    in all instead of 2 * dims padded copies and products)."""
+    out = torch.zeros_like(x)
+    for d, axis, sign, coef in _coefficients(x, weights, window):
+        c0, c1 = spans[d]
+        if c0 >= c1:
+            continue
+        ax, n = 1 + axis, x.shape[1 + axis] - 1
+        src, dst = _slabs(n + 1, sign)
+        out.narrow(ax, dst, n)[..., c0:c1].addcmul_(x.narrow(ax, src, n)[..., c0:c1],
+                                                    coef.narrow(ax, dst, n)[..., c0:c1])
+    return out
+
+
 class _DirectionalShift(torch.autograd.Function):
     """The shift with gradients for x and the channel weights; saves x and the weights only and
-    recomputes each shifted copy in backward (plain autograd would keep 2 * dims copies of the map)."""
+    recomputes each shifted copy in backward (plain autograd would keep 2 * dims copies of the map).
+    On the CPU, the value and x's gradient touch only each direction's live channels (``live_channels``)."""
 
     @staticmethod
     def forward(ctx, x, weights, window):
         ctx.save_for_backward(x, weights)
         ctx.window = tuple(int(w) for w in window)
-        return _shift_forward(x, weights, window)
+        ctx.spans = live_channels(weights)
+        if ctx.spans is None:
+            return _shift_forward(x, weights, window)
+        return _shift_forward_live(x, weights, window, ctx.spans)
 
     @staticmethod
     def backward(ctx, grad):
         x, weights = ctx.saved_tensors
         dims = x.dim() - 2
+        C = x.shape[-1]
         grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weights) if ctx.needs_input_grad[1] else None
         spatial_axes = tuple(range(1, dims + 1))
+        acc = torch.promote_types(x.dtype, torch.float32)  # at least float32 under autocast
         for d, axis, sign, coef in _coefficients(x, weights, ctx.window):
-            if grad_x is not None:  # adjoint of the move: move grad * coef back the other way
-                grad_x += _moved(grad * coef, axis, -sign)
-            if grad_w is not None:
-                acc = torch.promote_types(x.dtype, torch.float32)  # at least float32 under autocast
-                g = (grad * _moved(x, axis, sign)).to(acc)
+            ax, n = 1 + axis, x.shape[1 + axis] - 1
+            src, dst = _slabs(n + 1, sign)
+            g = grad.narrow(ax, dst, n)  # the gradient where this direction wrote
+            c0, c1 = ctx.spans[d] if ctx.spans is not None else (0, C)
+            if grad_x is not None and c0 < c1:  # adjoint of the move: grad * coef onto the source slab
+                grad_x.narrow(ax, src, n)[..., c0:c1].addcmul_(g[..., c0:c1], coef.narrow(ax, dst, n)[..., c0:c1])
+            if grad_w is not None:  # every channel: d out / d weight is not 0 where the weight is
+                mask = border_mask(n + 1, ctx.window[axis], sign, x.device, acc).narrow(0, dst, n)
                 view = [1] * (dims + 2)
-                view[1 + axis] = x.shape[1 + axis]
-                mask = border_mask(x.shape[1 + axis], ctx.window[axis], sign, x.device, acc).view(view)
-                gw = (g * mask).sum(spatial_axes)  # (B, C)
+                view[ax] = n
+                gw = ((g * x.narrow(ax, src, n)).to(acc) * mask.view(view)).sum(spatial_axes)  # (B, C)
                 grad_w[:, d] += (gw.sum(0) if weights.shape[0] == 1 else gw).to(grad_w.dtype)
         return grad_x, grad_w, None
 
@@ -151,7 +204,9 @@ def directional_shift(x: torch.Tensor, weights: torch.Tensor, window: Sequence[i
     source lies outside the map or in another window of size ``window`` (voxels per axis).
     weights: (B or 1, 2 * dims, C) (see ``direction_weights``); differentiable in x and weights.
     """
-    if torch.is_grad_enabled() and weights.requires_grad and not torch.compiler.is_compiling():
+    needs_grad = torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)
+    if needs_grad and not torch.compiler.is_compiling():
         return _DirectionalShift.apply(x, weights, tuple(window))
-    # no weight gradient needed (or traced by torch.compile, which differentiates the plain ops)
-    return _shift_forward(x, weights, window)
+    # no gradient needed (or traced by torch.compile, which differentiates the plain ops)
+    spans = None if needs_grad else live_channels(weights)
+    return _shift_forward(x, weights, window) if spans is None else _shift_forward_live(x, weights, window, spans)

@@ -28,7 +28,7 @@ from torch import nn
 
 from sss_nnunet.network.conv import ConvNormAct, PositionConv, ResidualConvBlock
 from sss_nnunet.network.decoder import SKIPS, Decoder
-from sss_nnunet.network.ops import as_tuple, dims_of, fast_norm, instance_norm
+from sss_nnunet.network.ops import as_tuple, channels_last_on_cpu, dims_of, fast_norm, instance_norm
 from sss_nnunet.network.rwkv import (
     DECAY_SCALES,
     MIXES,
@@ -281,6 +281,9 @@ class RWKVSSS(nn.Module):
                 m.set_scan(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """(B, input_channels, *S) -> logits (B, num_classes, *S) (a list under deep supervision).
+        On the CPU every map is channels-last (``ops.channels_last_on_cpu``): the logits too."""
+        x = channels_last_on_cpu(x)
         skips = []
         for stage in self.encoder:
             x = stage(x)

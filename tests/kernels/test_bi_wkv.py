@@ -122,8 +122,9 @@ def test_backend_choice_and_environment_override(monkeypatch):
     assert resolve_backend("torch", k) == "torch"  # an explicit argument wins
 
 
-def test_flop_counter_sees_the_op():
+def test_flop_counter_sees_the_op(monkeypatch):
     B, T, C = 2, 64, 8
+    monkeypatch.setenv(ENV_BACKEND, "torch")  # the scan's op (auto takes the dense path at this T)
     w, u, k, v, _ = make_inputs(Case(B, T, C))
     k.requires_grad_()
     with FlopCounterMode(display=False) as fc:

@@ -22,7 +22,7 @@ def test_depthwise_conv_matches_stock_conv_forward_and_backward(ours, stock, sha
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     a, b = a.double(), b.double()
     ya, yb = a(x), b(x)
-    assert ya.is_contiguous() and ya.shape == yb.shape
+    assert ya.shape == yb.shape  # any memory layout (channels-last on the CPU)
     torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(ya)
     grads_a = torch.autograd.grad(ya, (x, a.weight, a.bias), g)

@@ -73,6 +73,9 @@ def test_nnunet_train_step_under_autocast_with_a_grad_scaler(dtype, recipe_train
     real_fwd = dispatch.bi_wkv_fwd
     monkeypatch.setattr(dispatch, "bi_wkv_fwd", lambda w, u, k, v, backend: wkv_dtypes.append(k.dtype)
                         or real_fwd(w, u, k, v, backend))
+    real_dense = dispatch.dense.bi_wkv_dense  # the CPU's choice for the short local windows
+    monkeypatch.setattr(dispatch.dense, "bi_wkv_dense", lambda w, u, k, v: wkv_dtypes.append(k.dtype)
+                        or real_dense(w, u, k, v))
     before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
 
     loss = float(trainer.train_step(batch)["loss"])
