@@ -29,7 +29,7 @@ def _net(dims: int, switches: dict) -> RWKVSSS:
     torch.manual_seed(0)
     net = RWKVSSS(1, 3, deep_supervision=True, **TOPOLOGIES[dims], **switches).double()
     with torch.no_grad():  # trained-looking: the zero-initialised projections moved
-        for name, p in net.named_parameters():
+        for p in net.parameters():
             if p.abs().sum() == 0:
                 p.normal_(0, 0.3)
     return net
