@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from benchmarks._memory import peak_memory_mb  # noqa: E402
-from sss_nnunet.kernels import ENV_BACKEND
+from sss_nnunet.fastpaths import reference_paths
 from sss_nnunet.network import RWKVSSS
 from sss_nnunet.plans.memory import estimate
 
@@ -162,20 +161,12 @@ class CostMode(TorchDispatchMode):
 
 
 def count_flops(model: nn.Module, x: torch.Tensor) -> CostMode:
-    """FLOPs of one forward; Bi-WKV counted as the O(T) scan on every device (the CPU's dense
-    path for short windows does more arithmetic in fewer, faster steps: a time choice, not the
-    network's cost)."""
+    """FLOPs of one forward, counted on the reference forms (``sss_nnunet.fastpaths``): Bi-WKV as
+    the O(T) scan and norms as norms on every device (the CPU's fast paths do the same function with
+    other arithmetic: a time choice, not the network's cost)."""
     model.eval()
-    before = os.environ.get(ENV_BACKEND)
-    os.environ[ENV_BACKEND] = "torch"
-    try:
-        with torch.no_grad(), CostMode() as counter:
-            model(x)
-    finally:
-        if before is None:
-            os.environ.pop(ENV_BACKEND, None)
-        else:
-            os.environ[ENV_BACKEND] = before
+    with torch.no_grad(), reference_paths(), CostMode() as counter:
+        model(x)
     return counter
 
 

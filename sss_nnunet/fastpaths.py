@@ -3,14 +3,15 @@
 Every fast path is checked against its reference form by tests (float64, values and gradients),
 network-wide under ``reference_paths()``:
 
-- channels-last maps (``network.ops.channels_last_on_cpu``);
+- channels-last maps (``network.ops.channels_last_on_cpu``) and their instance norm with accurate
+  float32 statistics (``network.norm``);
 - the token shift on each direction's live channels (``network.shift.live_channels``);
 - k/v pooling as a sum of strided sub-grids (``network.mixes``);
 - Bi-WKV's ``dense`` backend for short windows (``kernels.dispatch``).
 
-``layout(x)``: the CPU, unless the reference forms are asked for (traceable: torch.compile keeps
-it). ``eager(x)``: also not while traced (torch.compile, ONNX / JIT), where a branch on tensor
-values would break the graph.
+``enabled(x)``: on the CPU, in eager mode (not while traced by torch.compile, ONNX or JIT, where a
+branch on tensor values would break the graph and the reference forms run), unless
+``reference_paths()`` asks for the reference forms.
 """
 
 from __future__ import annotations
@@ -23,12 +24,8 @@ import torch
 _REFERENCE = False
 
 
-def layout(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and not _REFERENCE
-
-
-def eager(x: torch.Tensor) -> bool:
-    return layout(x) and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+def enabled(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and not _REFERENCE and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
 
 
 @contextlib.contextmanager

@@ -180,7 +180,7 @@ def _check_shapes(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Te
 def _dense_pays(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor) -> bool:
     """The automatic choice of ``dense`` over the scan: CPU, eager (reading w is free there and
     the branch would break a traced graph), short sequences with a bounded decay range."""
-    return fastpaths.eager(k) and dense.applies(w, u, k)
+    return fastpaths.enabled(k) and dense.applies(w, u, k)
 
 
 def bi_wkv(

@@ -108,7 +108,7 @@ class SpatialMix(nn.Module):
         if self.pool == 1:
             return t
         k = [min(self.pool, s) for s in spatial]
-        if fastpaths.eager(t) and all(s % f == 0 for s, f in zip(spatial, k)):
+        if fastpaths.enabled(t) and all(s % f == 0 for s, f in zip(spatial, k)):
             return _token_mean(t, spatial, k)
         pool = F.avg_pool2d if self.dims == 2 else F.avg_pool3d
         return to_tokens(pool(to_map(t, spatial), k, k, ceil_mode=True, count_include_pad=False))

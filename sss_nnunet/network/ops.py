@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sss_nnunet import fastpaths
+from sss_nnunet.network.norm import instance_norm_channels_last, is_channels_last
 
 
 def dims_of(conv_op: type[nn.Module]) -> int:
@@ -35,6 +36,13 @@ class InstanceNormByGroups(nn.GroupNorm):
         if track_running_stats:
             raise ValueError("InstanceNormByGroups has no running statistics (track_running_stats=True)")
         super().__init__(num_features, num_features, eps=eps, affine=affine, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last maps on the CPU: ``norm.instance_norm_channels_last`` (PyTorch's channels-last
+        group norm loses float32 accuracy on large maps); anything else: group norm."""
+        if fastpaths.enabled(x) and is_channels_last(x):
+            return instance_norm_channels_last(x, self.weight, self.bias, self.eps)
+        return super().forward(x)
 
 
 def fast_norm(norm_op: type[nn.Module], norm_kwargs: dict | None) -> type[nn.Module]:
@@ -72,7 +80,7 @@ def channels_last_on_cpu(x: torch.Tensor) -> torch.Tensor:
     conv on it picks the classic one: hence a conversion after such convs too). Measured with
     ``benchmarks/bench_network.py`` (docs/network.md, "CPU speed"); other devices are untouched.
     """
-    if x.dim() not in (4, 5) or not fastpaths.layout(x):
+    if x.dim() not in (4, 5) or not fastpaths.enabled(x):
         return x
     return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
 

@@ -125,7 +125,7 @@ def live_channels(weights: torch.Tensor) -> list[tuple[int, int]] | None:
     computed for every channel.) None (every channel) off the CPU and while traced (torch.compile,
     ONNX / JIT): reading the weights would cost a device sync or break the graph.
     """
-    if not fastpaths.eager(weights):
+    if not fastpaths.enabled(weights):
         return None
     C = weights.shape[-1]
     spans = []

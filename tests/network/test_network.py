@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sss_nnunet.kernels import ENV_BACKEND
+from sss_nnunet.fastpaths import reference_paths
 from sss_nnunet.network import MIXES, RWKVSSS, SCAN_MODES, SCAN_WEIGHTS, SHIFT_MODES, SKIPS, UPSAMPLERS
 from sss_nnunet.network.rwkv import SpatialMix, StageScanBlock
 from sss_nnunet.network.windows import CACHE_STATS, DEVICE_CACHE
@@ -169,14 +169,13 @@ def test_budget_at_the_synapse_topology():
     assert cost.by_category["bi_wkv"] > 0 and cost.by_category["norm"] > 0 and cost.by_category["gather"] > 0
 
 
-def test_flop_count_includes_more_than_matmuls(monkeypatch):
+def test_flop_count_includes_more_than_matmuls():
     from benchmarks.bench_network import count_flops
 
-    monkeypatch.setenv(ENV_BACKEND, "torch")  # Bi-WKV as the scan's op, as count_flops counts it
     net = small_net(3, deep_supervision=False)
     x = torch.randn(1, 2, 16, 16, 16)
     cost = count_flops(net, x)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+    with torch.no_grad(), reference_paths(), FlopCounterMode(display=False) as fc:  # as count_flops counts
         net(x)
     matmul_macs = (fc.get_total_flops() - fc.get_flop_counts()["Global"].get(torch.ops.sss_nnunet.bi_wkv_fwd, 0)) / 2
     assert cost.macs == pytest.approx(matmul_macs)
