@@ -1,7 +1,8 @@
 """Activation checkpointing of a network's blocks, without touching their code or their weights' names.
 
 ``apply_checkpointing(network, "rwkv")`` makes every Stage-Scan block (``"all"``: also the
-residual conv blocks of encoder and decoder) recompute its forward pass during backward instead
+residual conv blocks of encoder and decoder; ``"cpu"``: the blocks of ``"all"``, checkpointed only
+while their input is on the CPU) recompute its forward pass during backward instead
 of keeping its intermediate activations: only each block's input is stored (``torch.utils.checkpoint``,
 non-reentrant, RNG state preserved, so stochastic depth draws the same mask when recomputed).
 What the network computes, its gradients and its ``state_dict`` keys are unchanged; a training step
@@ -20,16 +21,20 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-MODES = ("none", "rwkv", "all")
-_BLOCKS = {"rwkv": ("StageScanBlock",), "all": ("StageScanBlock", "ResidualConvBlock")}
+MODES = ("none", "rwkv", "all", "cpu")
+_BLOCKS = {"rwkv": ("StageScanBlock",), "all": ("StageScanBlock", "ResidualConvBlock"),
+           "cpu": ("StageScanBlock", "ResidualConvBlock")}
 
 
 class Checkpointed:
-    """Mixin placed before a block's class: forward through ``torch.utils.checkpoint`` when training."""
+    """Mixin placed before a block's class: forward through ``torch.utils.checkpoint`` when training
+    (only with an input on the CPU if the block's ``checkpoint_cpu_only`` is set: mode ``cpu``)."""
+
+    checkpoint_cpu_only = False
 
     def forward(self, *args, **kwargs):
         parent = super().forward
-        if self.training and torch.is_grad_enabled():
+        if self.training and torch.is_grad_enabled() and (not self.checkpoint_cpu_only or args[0].device.type == "cpu"):
             return checkpoint(parent, *args, use_reentrant=False, **kwargs)
         return parent(*args, **kwargs)
 
@@ -47,15 +52,17 @@ def _checkpointed_class(cls: type) -> type:
 
 
 def apply_checkpointing(network: nn.Module, mode: str = "rwkv") -> int:
-    """Checkpoint the blocks ``mode`` selects (none | rwkv | all) in place; returns how many."""
+    """Checkpoint the blocks ``mode`` selects (none | rwkv | all | cpu) in place; returns how many."""
     if mode not in MODES:
         raise ValueError(f"checkpoint must be one of {MODES}, got {mode!r}")
     if mode == "none":
         return 0
     count = 0
     for module in network.modules():
-        if type(module).__name__ in _BLOCKS[mode]:
+        if type(module).__name__ in _BLOCKS[mode] or (isinstance(module, Checkpointed)
+                                                       and type(module).__mro__[2].__name__ in _BLOCKS[mode]):
             module.__class__ = _checkpointed_class(type(module))
+            module.checkpoint_cpu_only = mode == "cpu"
             count += 1
     return count
 

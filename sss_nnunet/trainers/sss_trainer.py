@@ -82,7 +82,11 @@ class SSSTrainer(nnUNetTrainer):
 
     network_overrides: dict = {}  # RWKVSSS arguments fixed by a variant
     # activation checkpointing (network/checkpointing.py): none | rwkv (Stage-Scan blocks) | all (+ conv blocks)
-    checkpoint: str = "none"
+    # | cpu (the blocks of all, only while training on the CPU). Default cpu, measured (benchmarks/bench_memory.py,
+    # batch 2 x 64x128x128, 2 cores, 2026-12-06): peak RSS 8852 -> 5395 MB (x1.36 -> x0.83 of PlainConvUNet) and
+    # the step 32.2 -> 27.3 s (fewer fresh allocations outweigh the recompute there); on a GPU recomputing costs
+    # time and is not measured yet, so CUDA runs keep every activation (the planner's memory model too).
+    checkpoint: str = "cpu"
     epochs: int | None = None  # short-run variants
     epochs_env: str | None = None  # environment variable that overrides ``epochs``
     iterations_per_epoch: int | None = None

@@ -12,6 +12,7 @@ from torch import nn
 
 from sss_nnunet.network import RWKVSSS
 from sss_nnunet.network.checkpointing import apply_checkpointing, checkpointed_blocks
+from sss_nnunet.plans.memory import saved_activation_bytes
 from sss_nnunet.trainers import SSSTrainer
 
 
@@ -78,6 +79,24 @@ def test_fewer_saved_activations_and_eval_unchanged():
         assert isinstance(net(x), list)
 
 
+def test_cpu_mode_checkpoints_on_the_cpu_only():
+    torch.manual_seed(0)
+    net = small_net(3).train()
+    x = torch.randn(2, 2, 16, 32, 32)
+    plain = saved_bytes(net, x)
+    apply_checkpointing(net, "all")
+    everything = saved_bytes(net, x)
+    apply_checkpointing(net, "cpu")
+    assert saved_bytes(net, x) == everything < plain  # on the CPU: as "all"
+    # the planner's memory model runs the network on the meta device: there "cpu" checkpoints nothing
+    fresh = small_net(3)
+    planned = saved_activation_bytes(fresh, (1, 2, 16, 32, 32))
+    apply_checkpointing(fresh, "cpu")
+    assert checkpointed_blocks(fresh) > 0 and saved_activation_bytes(fresh, (1, 2, 16, 32, 32)) == planned
+    apply_checkpointing(fresh, "all")
+    assert saved_activation_bytes(fresh, (1, 2, 16, 32, 32)) < planned
+
+
 def test_pickle_and_mode_errors():
     net = small_net(2)
     apply_checkpointing(net, "rwkv")
@@ -92,8 +111,14 @@ def test_trainer_switch(nnunet_plans):
     class Trainer(SSSTrainer):
         checkpoint = "rwkv"
 
+    class NoCheckpoint(SSSTrainer):
+        checkpoint = "none"
+
     pm = PlansManager(nnunet_plans.default())
     cm = pm.get_configuration("3d_fullres")
-    assert checkpointed_blocks(SSSTrainer.build_network_architecture(pm, cm, 1, 2)) == 0
+    assert checkpointed_blocks(NoCheckpoint.build_network_architecture(pm, cm, 1, 2)) == 0
+    default = SSSTrainer.build_network_architecture(pm, cm, 1, 2)  # cpu: every block, on the CPU only
+    assert checkpointed_blocks(default) == sum(type(m).__name__.startswith("Checkpointed") for m in default.modules())
+    assert all(m.checkpoint_cpu_only for m in default.modules() if type(m).__name__.startswith("Checkpointed"))
     net = Trainer.build_network_architecture(pm, cm, 1, 2)
     assert checkpointed_blocks(net) == sum(type(m).__name__ == "CheckpointedStageScanBlock" for m in net.modules()) > 0
