@@ -118,7 +118,8 @@ class ResidualConvBlock(nn.Module):
         self.act = nonlin(**(ops.get("nonlin_kwargs") or {"inplace": True}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.body(x))
+        # the sum goes into the body's fresh output (a norm's: no backward keeps it): one map fewer to allocate
+        return self.act(self.body(x).add_(x))
 
 
 class PositionConv(nn.Module):

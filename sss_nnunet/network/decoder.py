@@ -51,8 +51,8 @@ class Decoder(nn.Module):
         x = skips[-1]
         outputs = []
         for i, skip in enumerate(reversed(skips[:-1])):
-            x = self._match(self.ups[i](x), skip)
-            x = x + skip if self.skip == "add" else self.fuse[i](torch.cat([x, skip], 1))
+            x = self._match(self.ups[i](x), skip)  # a fresh map (no backward keeps an upsampler's output)
+            x = x.add_(skip) if self.skip == "add" else self.fuse[i](torch.cat([x, skip], 1))
             x = self.blocks[i](x)
             if self.deep_supervision or i == len(self.ups) - 1:
                 outputs.append(self.heads[i](x))
