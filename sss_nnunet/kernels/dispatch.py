@@ -66,12 +66,17 @@ def onnx_export_mode() -> Iterator[None]:
         _EXPORTING = before
 
 
+def _requested(backend: str | None) -> str:
+    """The explicit argument, else ``$SSS_BI_WKV_BACKEND``, else ``auto``."""
+    return backend or os.environ.get(ENV_BACKEND, "auto") or "auto"
+
+
 def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
     """Explicit argument, else ``onnx`` during ONNX export, else ``$SSS_BI_WKV_BACKEND``, else
     triton on CUDA and torch elsewhere."""
     if not backend and (_EXPORTING or torch.onnx.is_in_onnx_export()):
         return "onnx"
-    choice = backend or os.environ.get(ENV_BACKEND, "auto") or "auto"
+    choice = _requested(backend)
     if choice == "auto":
         return "triton" if x.is_cuda else "torch"
     if choice not in BACKENDS:
@@ -201,7 +206,7 @@ def bi_wkv(
     _check_shapes(w, u, k, v)
     if k.numel() == 0:
         return v * 0
-    auto = not backend and os.environ.get(ENV_BACKEND, "auto") in ("", "auto")
+    auto = _requested(backend) == "auto"
     backend = resolve_backend(backend, k)
     if backend == "torch" and auto and _dense_pays(w, u, k):
         backend = "dense"

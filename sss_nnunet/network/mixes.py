@@ -50,7 +50,7 @@ def _mix_init(C: int, layer: tuple[int, int]) -> torch.Tensor:
 def _token_mean(t: torch.Tensor, spatial: tuple[int, ...], k: list[int]) -> torch.Tensor:
     """avg_pool with kernel = stride = k of tokens (B, N, C) on a ``spatial`` map divisible by k, as
     the sum of the prod(k) strided sub-grids (CPU: avg_pool on channels-last maps converts them to
-    the classic layout and back, 4x slower at 128 x 32^3); (B, N / prod(k), C)."""
+    the classic layout and back: 9.7 ms against 0.8 ms at 32^3 x 128, k = 2); (B, N / prod(k), C)."""
     B, _, C = t.shape
     split = [n for s, f in zip(spatial, k) for n in (s // f, f)]
     v = t.view(B, *split, C)

@@ -68,7 +68,7 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
     def backward(ctx, grad):
         x, mean, rstd, weight = ctx.saved_tensors
         t = _tokens(x)
-        g = _tokens(grad.contiguous(memory_format=x_format(x)))
+        g = _tokens(grad.contiguous(memory_format=channels_last_format(x)))
         n = t.shape[1]
         xhat = (t - mean[:, None]) * rstd[:, None]
         g_sum = g.sum(1)  # (B, C): bias gradient per sample
@@ -81,13 +81,14 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
         return gx, gw, gb, None
 
 
-def x_format(x: torch.Tensor) -> torch.memory_format:
+def channels_last_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last (4D) or channels_last_3d (5D)."""
     return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
     """A 4D/5D map stored channels-last (and not also in the classic layout)."""
-    return x.dim() in (4, 5) and x.is_contiguous(memory_format=x_format(x)) and not x.is_contiguous()
+    return x.dim() in (4, 5) and x.is_contiguous(memory_format=channels_last_format(x)) and not x.is_contiguous()
 
 
 def instance_norm_channels_last(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -96,5 +97,5 @@ def instance_norm_channels_last(x: torch.Tensor, weight: torch.Tensor | None, bi
     autocast runs norms), float32 and float64 in their own dtype."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        cast = (lambda p: p) if x.dtype == torch.float32 else (lambda p: p if p is None else p.to(x.dtype))
-        return ChannelsLastInstanceNorm.apply(x, cast(weight), cast(bias), eps)
+        weight, bias = (p if p is None else p.to(x.dtype) for p in (weight, bias))
+        return ChannelsLastInstanceNorm.apply(x, weight, bias, eps)

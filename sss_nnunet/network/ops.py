@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sss_nnunet import fastpaths
-from sss_nnunet.network.norm import instance_norm_channels_last, is_channels_last
+from sss_nnunet.network.norm import channels_last_format, instance_norm_channels_last, is_channels_last
 
 
 def dims_of(conv_op: type[nn.Module]) -> int:
@@ -74,15 +74,15 @@ def channels_last_on_cpu(x: torch.Tensor) -> torch.Tensor:
     """A (B, C, *S) map in channels-last memory layout when it lives on the CPU (same values and
     shape; no copy when it already is), any other tensor unchanged.
 
-    Why: on the CPU, oneDNN's convolutions and PyTorch's group norm run on channels-last maps
-    without layout conversions, and a channels-last input gives a channels-last output, so a
+    Why: on the CPU, oneDNN's convolutions run on channels-last maps without layout conversions
+    (instance norms go through ``network.norm``), and a channels-last input gives a channels-last output, so a
     network that starts channels-last stays so (a 1-channel map is both layouts at once, so a
     conv on it picks the classic one: hence a conversion after such convs too). Measured with
     ``benchmarks/bench_network.py`` (docs/network.md, "CPU speed"); other devices are untouched.
     """
     if x.dim() not in (4, 5) or not fastpaths.enabled(x):
         return x
-    return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    return x.contiguous(memory_format=channels_last_format(x))
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:

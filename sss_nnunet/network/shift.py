@@ -135,9 +135,9 @@ def live_channels(weights: torch.Tensor) -> list[tuple[int, int]] | None:
     return spans
 
 
-def _slabs(size: int, sign: int) -> tuple[int, int]:
+def _slabs(sign: int) -> tuple[int, int]:
     """(start of the source slab, start of the destination slab) of a one-voxel move by ``sign``
-    along an axis of ``size`` voxels; both slabs hold size - 1 voxels."""
+    along an axis of n + 1 voxels; both slabs hold n voxels."""
     return (0, 1) if sign > 0 else (1, 0)
 
 
@@ -152,7 +152,7 @@ def _shift_forward_live(x: torch.Tensor, weights: torch.Tensor, window: Sequence
         if c0 >= c1:
             continue
         ax, n = 1 + axis, x.shape[1 + axis] - 1
-        src, dst = _slabs(n + 1, sign)
+        src, dst = _slabs(sign)
         out.narrow(ax, dst, n)[..., c0:c1].addcmul_(x.narrow(ax, src, n)[..., c0:c1],
                                                     coef.narrow(ax, dst, n)[..., c0:c1])
     return out
@@ -183,7 +183,7 @@ class _DirectionalShift(torch.autograd.Function):
         acc = torch.promote_types(x.dtype, torch.float32)  # at least float32 under autocast
         for d, axis, sign, coef in _coefficients(x, weights, ctx.window):
             ax, n = 1 + axis, x.shape[1 + axis] - 1
-            src, dst = _slabs(n + 1, sign)
+            src, dst = _slabs(sign)
             g = grad.narrow(ax, dst, n)  # the gradient where this direction wrote
             c0, c1 = ctx.spans[d] if ctx.spans is not None else (0, C)
             if grad_x is not None and c0 < c1:  # adjoint of the move: grad * coef onto the source slab
