@@ -16,40 +16,16 @@ import torch
 from torch import nn
 
 from sss_nnunet.network.dysample import DySample
+from sss_nnunet.network.fastconv import conv_variant, depthwise_op, pointwise_op
 from sss_nnunet.network.ops import channels_last_on_cpu, transposed_conv
+
+
+def _as_list(kernel: int | Sequence[int]) -> list[int]:
+    return [kernel] if isinstance(kernel, int) else list(kernel)
 
 
 def _same_padding(kernel: Sequence[int]) -> list[int]:
     return [k // 2 for k in kernel]
-
-
-class _ChannelsLastOnCPU:
-    """Runs the convolution on a channels-last input on the CPU (``ops.channels_last_on_cpu``)
-    and returns the channels-last result.
-
-    PyTorch's CPU depthwise convolution in (B, C, *S) layout is slow, above all its backward
-    (measured here on 2026-12-02 at 2x32x24x24x64, 2 threads, with a one-off timing of this
-    layer alone: forward+backward 313 ms against 86 ms in channels-last, conversions included).
-    The network keeps its maps channels-last on the CPU, so no conversion happens here then.
-    Same weights, same result (up to float rounding), same state-dict keys; other devices run
-    unchanged.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(channels_last_on_cpu(x))
-
-
-class DepthwiseConv2d(_ChannelsLastOnCPU, nn.Conv2d):
-    """nn.Conv2d for depthwise use (channels-last on the CPU)."""
-
-
-class DepthwiseConv3d(_ChannelsLastOnCPU, nn.Conv3d):
-    """nn.Conv3d for depthwise use (channels-last on the CPU)."""
-
-
-def depthwise_op(conv_op: type[nn.Module]) -> type[nn.Module]:
-    """The depthwise variant of nn.Conv2d / nn.Conv3d (any other conv_op unchanged)."""
-    return {nn.Conv2d: DepthwiseConv2d, nn.Conv3d: DepthwiseConv3d}.get(conv_op, conv_op)
 
 
 class ConvNormAct(nn.Sequential):
@@ -61,6 +37,7 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, conv_op, norm_op, nonlin, c_in, c_out, kernel, stride=1, groups=1, act=True,
                  norm_kwargs=None, nonlin_kwargs=None):
+        conv_op = conv_variant(conv_op, c_in, c_out, _as_list(kernel), stride, groups)
         layers = [
             conv_op(c_in, c_out, kernel, stride=stride, padding=_same_padding(kernel) if stride == 1 else 0,
                     groups=groups, bias=False),
@@ -148,7 +125,7 @@ class Upsample(nn.Module):
         scale = tuple(int(s) for s in scale)
         if kind == "dysample":
             self.body = nn.Sequential(
-                ops["conv_op"](c_in, c_out, 1, bias=False),
+                pointwise_op(ops["conv_op"])(c_in, c_out, 1, bias=False),
                 DySample(c_out, scale, dims) if any(s > 1 for s in scale) else nn.Identity(),
             )
         elif kind == "transposed":

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sss_nnunet.network.conv import ConvNormAct, ResidualConvBlock, Upsample
+from sss_nnunet.network.fastconv import pointwise_op
 
 SKIPS = ("add", "concat")
 
@@ -34,7 +35,7 @@ class Decoder(nn.Module):
                 norm_kwargs=ops.get("norm_kwargs"), nonlin_kwargs=ops.get("nonlin_kwargs")))
             self.blocks.append(nn.Sequential(*(ResidualConvBlock(C, kernels[s], ops, conv_block)
                                                for _ in range(depths[s]))))
-            self.heads.append(conv_op(C, num_classes, 1))
+            self.heads.append(pointwise_op(conv_op)(C, num_classes, 1))
 
     @staticmethod
     def _match(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sss_nnunet.network.fastconv import pointwise_op
 from sss_nnunet.network.windows import cached, small_tensor
 
 
@@ -55,7 +56,7 @@ class DySample(nn.Module):
         groups = math.gcd(channels, groups)
         self.scale = tuple(int(s) for s in scale)
         self.dims, self.groups, self.dynamic = dims, groups, dynamic
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = pointwise_op(nn.Conv2d if dims == 2 else nn.Conv3d)
         out = groups * dims * math.prod(self.scale)
         self.offset = conv(channels, out, 1)
         nn.init.normal_(self.offset.weight, std=1e-3)

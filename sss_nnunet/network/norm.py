@@ -52,7 +52,8 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
         n = t.shape[1]
         mean = t.mean(1)
         var = _sum_of_products(t, t).double() / n - mean.double() ** 2
-        if bool((mean.double() ** 2 > CENTRE * var).any()):  # E[x^2] - mean^2 would cancel: centre first
+        centred = bool((mean.double() ** 2 > CENTRE * var).any())  # E[x^2] - mean^2 would cancel: centre first
+        if centred:
             d = t - mean[:, None]
             var = _sum_of_products(d, d).double() / n
         var = var.clamp_min(0)
@@ -62,19 +63,30 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
         y = torch.empty_like(x)  # channels-last like x; filled through its token view (not a view itself)
         torch.addcmul(shift[:, None], t, scale[:, None], out=_tokens(y))
         ctx.save_for_backward(x, mean, rstd, weight)
+        ctx.centred = centred
         return y
 
     @staticmethod
     def backward(ctx, grad):
+        """gx = scale (g - mean(g) - xhat mean(g xhat)), per sample and channel, written as
+        g * scale + (x - mean) * b + c: two passes over the map (b, c per channel), the sums from
+        the same accurate reductions as the forward's (on the centred map where it centred)."""
         x, mean, rstd, weight = ctx.saved_tensors
         t = _tokens(x)
         g = _tokens(grad.contiguous(memory_format=channels_last_format(x)))
         n = t.shape[1]
-        xhat = (t - mean[:, None]) * rstd[:, None]
+        d = t - mean[:, None] if ctx.centred else t
         g_sum = g.sum(1)  # (B, C): bias gradient per sample
-        gx_sum = _sum_of_products(g, xhat)  # (B, C): weight gradient per sample
+        gd_sum = _sum_of_products(g, d)
+        if not ctx.centred:
+            gd_sum = gd_sum - mean * g_sum  # sum g (x - mean)
+        gx_sum = gd_sum * rstd  # (B, C): sum g xhat, the weight gradient per sample
         scale = rstd * weight if weight is not None else rstd
-        gx = (g - g_sum[:, None] / n).addcmul_(xhat, gx_sum[:, None] / n, value=-1).mul_(scale[:, None])
+        b = -scale * rstd * gx_sum / n
+        c = -scale * g_sum / n
+        if not ctx.centred:  # (x - mean) * b = x * b - mean * b
+            c = c - mean * b
+        gx = torch.addcmul(c[:, None], d, b[:, None]).addcmul_(g, scale[:, None])
         gx = gx.view(x.shape[0], *x.shape[2:], x.shape[1]).movedim(-1, 1)
         gw = gx_sum.sum(0) if weight is not None and ctx.needs_input_grad[1] else None
         gb = g_sum.sum(0) if weight is not None and ctx.needs_input_grad[2] else None
