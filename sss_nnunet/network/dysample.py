@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sss_nnunet import fastpaths
 from sss_nnunet.network.fastconv import pointwise_op
+from sss_nnunet.network.norm import channels_last_format
 from sss_nnunet.network.windows import cached, small_tensor
 
 
@@ -75,16 +77,36 @@ class DySample(nn.Module):
     def grid(self, x: torch.Tensor) -> torch.Tensor:
         """(B * groups, *S_out, dims) sampling grid: base positions plus scaled offsets."""
         B, _, *S = x.shape
+        base, unit = self._base(S, x.device)
+        dims = self.dims
+        if not self.dynamic and fastpaths.enabled(x) and x.is_contiguous(memory_format=channels_last_format(x)):
+            return self._grid_channels_last(x, base, unit)
         o = self.offset(x).float()
         o = o * (torch.sigmoid(self.scope(x).float()) * 0.5 if self.dynamic else 0.25)
-        dims = self.dims
         # (B, G, dims, *scale, *S) -> (B, G, S0, s0, S1, s1, ..., dims): the pixel shuffle
         o = o.view(B, self.groups, dims, *self.scale, *S)
-        perm = [0, 1] + [i for d in range(dims) for i in (3 + dims + d, 3 + d)] + [2]
-        o = o.permute(*perm).reshape(B * self.groups, *(n * f for n, f in zip(S, self.scale)), dims)
+        o = o.permute(*self._shuffle()).reshape(B * self.groups, *(n * f for n, f in zip(S, self.scale)), dims)
         # offsets are in input voxels: normalised by 2 / n per axis, (x, y, z) = (W, H, D)
-        base, unit = self._base(S, x.device)
         return torch.addcmul(base, o, unit)
+
+    def _shuffle(self) -> list[int]:
+        """Permutation (B, G, dims, *scale, *S) -> (B, G, S0, s0, S1, s1, ..., dims)."""
+        dims = self.dims
+        return [0, 1] + [i for d in range(dims) for i in (3 + dims + d, 3 + d)] + [2]
+
+    def _grid_channels_last(self, x: torch.Tensor, base: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+        """The static grid on the CPU (``fastpaths``): the factors 0.25 * unit folded into the offset
+        conv's weights (a matmul over the channels of the channels-last map), then one permuted copy
+        and one in-place add of the base grid, instead of four passes over the full-resolution grid."""
+        B, _, *S = x.shape
+        factor = (0.25 * unit).repeat_interleave(math.prod(self.scale)).repeat(self.groups)  # per offset channel
+        w = self.offset.weight.flatten(1) * factor.to(self.offset.weight.dtype)[:, None]
+        o = F.linear(x.movedim(1, -1), w, self.offset.bias * factor.to(self.offset.bias.dtype)).float()
+        o = o.movedim(-1, 1).view(B, self.groups, self.dims, *self.scale, *S).permute(*self._shuffle())
+        shuffled = [v for n, f in zip(S, self.scale) for v in (n, f)]
+        S_out = [n * f for n, f in zip(S, self.scale)]
+        out = o.contiguous().add_(base.view(1, 1, *shuffled, self.dims))
+        return out.view(B * self.groups, *S_out, self.dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, *S = x.shape
