@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sss_nnunet import fastpaths
+from sss_nnunet.network import cpu_compiled
 from sss_nnunet.network.norm import channels_last_format
 from sss_nnunet.network.ops import channels_last_on_cpu
 
@@ -71,7 +72,8 @@ class PointwiseConv3d(_PointwiseOnCPU, nn.Conv3d):
 # ------------------------------------------------------------------------------------ depthwise
 class _DepthwiseConv(torch.autograd.Function):
     """Depthwise conv with 'same' padding whose input gradient is the forward conv of the output
-    gradient with the flipped kernel (the exact adjoint for stride 1, odd kernels, padding k // 2)."""
+    gradient with the flipped kernel (the exact adjoint for stride 1, odd kernels, padding k // 2)
+    and whose weight gradient on large maps is compiled (``network.cpu_compiled``)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: list[int]) -> torch.Tensor:
@@ -88,8 +90,10 @@ class _DepthwiseConv(torch.autograd.Function):
         gw = None
         if ctx.needs_input_grad[1]:
             dims = len(spatial)
-            gw = torch.ops.aten.convolution_backward(grad, x, weight, None, [1] * dims, ctx.padding, [1] * dims,
-                                                     False, [0] * dims, x.shape[1], [False, True, False])[1]
+            gw = cpu_compiled.depthwise_weight_grad(x, grad, tuple(weight.shape[2:]), tuple(ctx.padding))
+            if gw is None:
+                gw = torch.ops.aten.convolution_backward(grad, x, weight, None, [1] * dims, ctx.padding, [1] * dims,
+                                                         False, [0] * dims, x.shape[1], [False, True, False])[1]
         return gx, gw, None
 
 
