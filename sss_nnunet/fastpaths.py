@@ -8,6 +8,9 @@ network-wide under ``reference_paths()``:
 - the token shift on each direction's live channels (``network.shift.live_channels``);
 - k/v pooling as a sum of strided sub-grids (``network.mixes``);
 - Bi-WKV's ``dense`` backend for short windows (``kernels.dispatch``).
+- 1x1 convs as matmuls, the depthwise and stem convs' gradients (``network.fastconv``; the depthwise
+  weight gradient compiled on large maps, ``network.cpu_compiled``), the norm's two-pass backward and
+  DySample's static grid (``network.dysample``).
 
 ``enabled(x)``: on the CPU, in eager mode (not while traced by torch.compile, ONNX or JIT, where a
 branch on tensor values would break the graph and the reference forms run), unless
