@@ -24,6 +24,11 @@
 #                nnUNetTrainer had not yet learnt the spleen and the gallbladder)
 #   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss
 #   ladder-c3d   991: the same ladder; sss
+#   ladder-demo  990: the same ladder; sss
+# Ladder pieces run rung by rung (each rung's seeds before the next rung, so an interrupted session
+# leaves whole rungs), reuse the nnUNetTrainer and SSSTrainer runs of the same set's sss piece (same
+# budget and recipe) and end with one compare over all rows that writes the table (it skips every run).
+# Rung-to-rung differences: python benchmarks/ladder_summary.py $WORK/ladder_c3d
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SSS=${SSS:-$(command -v sss-nnunet || echo .venv/bin/sss-nnunet)}
@@ -62,6 +67,28 @@ piece() {  # out dataset config iterations recipe trainers...
   echo "evidence: $out took $(( (SECONDS - start) / 60 )) min wall time (runs skipped as done cost nothing)"
 }
 
+reuse() {  # from to rows...: copy finished runs of the same budget and recipe from piece `from`
+  local from=$WORK/$1 to=$WORK/$2 row seed
+  shift 2
+  for seed in $SEEDS; do
+    for row in "$@"; do
+      if [ -f "$from/runs/seed$seed/$row/result.json" ] && [ ! -e "$to/runs/seed$seed/$row" ]; then
+        mkdir -p "$to/runs/seed$seed"
+        cp -a "$from/runs/seed$seed/$row" "$to/runs/seed$seed/"
+      fi
+    done
+  done
+}
+
+ladder() {  # out from dataset config: the ladder rung by rung, then the whole table
+  local out=$1 from=$2 id=$3 config=$4 rung
+  reuse "$from" "$out" nnUNetTrainer__sss SSSTrainer__sss
+  for rung in "${LADDER[@]:1}"; do
+    piece "$out" "$id" "$config" 500 sss nnUNetTrainer "$rung"
+  done
+  piece "$out" "$id" "$config" 500 sss "${LADDER[@]}"
+}
+
 run_piece() {
   case $1 in
     c2d-sss)    dataset context2d 993; piece c2d_sss 993 2d 500 sss "${NETS[@]}" ;;
@@ -70,12 +97,13 @@ run_piece() {
     c3d-nnunet) dataset context 991; piece c3d_nnunet 991 3d_fullres 500 nnunet "${NETS[@]}" ;;
     mni-sss)    dataset mni152 992; piece mni_sss 992 3d_fullres 250 sss "${NETS[@]}" ;;
     demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 500 sss "${NETS[@]}" ;;
-    ladder-c2d) dataset context2d 993; piece ladder_c2d 993 2d 500 sss "${LADDER[@]}" ;;
-    ladder-c3d) dataset context 991; piece ladder_c3d 991 3d_fullres 500 sss "${LADDER[@]}" ;;
+    ladder-c2d) dataset context2d 993; ladder ladder_c2d c2d_sss 993 2d ;;
+    ladder-c3d) dataset context 991; ladder ladder_c3d c3d_sss 991 3d_fullres ;;
+    ladder-demo) dataset demo 990; ladder ladder_demo demo_sss 990 3d_fullres ;;
     *) echo "evidence: unknown piece '$1'" >&2; exit 2 ;;
   esac
 }
 
 PIECES=("$@")
-[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss demo-sss ladder-c2d ladder-c3d)
+[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss demo-sss ladder-c2d ladder-c3d ladder-demo)
 for p in "${PIECES[@]}"; do run_piece "$p"; done
