@@ -31,6 +31,12 @@ def enabled(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and not _REFERENCE and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
 
 
+def enabled_outside_autocast(x: torch.Tensor) -> bool:
+    """``enabled(x)`` and CPU autocast off: for fast paths whose own autograd Functions or folded
+    weights would not see autocast's casts (under autocast the stock op runs)."""
+    return enabled(x) and not torch.is_autocast_enabled("cpu")
+
+
 @contextlib.contextmanager
 def reference_paths() -> Iterator[None]:
     """Inside this block every fast path above runs its reference form (tests, benchmarks)."""

@@ -79,7 +79,8 @@ class DySample(nn.Module):
         B, _, *S = x.shape
         base, unit = self._base(S, x.device)
         dims = self.dims
-        if not self.dynamic and fastpaths.enabled(x) and x.is_contiguous(memory_format=channels_last_format(x)):
+        if (not self.dynamic and fastpaths.enabled_outside_autocast(x)
+                and x.is_contiguous(memory_format=channels_last_format(x))):
             return self._grid_channels_last(x, base, unit)
         o = self.offset(x).float()
         o = o * (torch.sigmoid(self.scope(x).float()) * 0.5 if self.dynamic else 0.25)

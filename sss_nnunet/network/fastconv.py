@@ -109,8 +109,8 @@ class _DepthwiseOnCPU:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = channels_last_on_cpu(x)
-        if (fastpaths.enabled(x) and self.bias is None and self.groups == x.shape[1] == self.out_channels
-                and _same_stride_one(self)):
+        if (fastpaths.enabled_outside_autocast(x) and self.bias is None
+                and self.groups == x.shape[1] == self.out_channels and _same_stride_one(self)):
             return _DepthwiseConv.apply(x, self.weight, list(self.padding))
         return super().forward(x)
 
@@ -176,7 +176,7 @@ class _StemOnCPU:
     on the CPU with 'same' padding, stride 1 and no bias it runs through ``_StemConv``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fastpaths.enabled(x) and self.bias is None and self.groups == 1 and _same_stride_one(self):
+        if fastpaths.enabled_outside_autocast(x) and self.bias is None and self.groups == 1 and _same_stride_one(self):
             return _StemConv.apply(x, self.weight, list(self.padding))
         return super().forward(x)
 

@@ -136,3 +136,21 @@ def test_strided_or_biased_convs_fall_back_to_pytorch(monkeypatch):
         ref.load_state_dict(conv.state_dict())
         torch.testing.assert_close(conv(x), ref(x))
     assert calls[0] == 0
+
+
+@pytest.mark.parametrize("case", ["pointwise", "depthwise", "stem"])
+def test_variants_under_cpu_autocast_match_the_stock_conv(case):
+    variants, c_in, c_out, k, groups, bias, _ = CASES[case]
+    torch.manual_seed(0)
+    ours = variants[3](c_in, c_out, k, padding=k // 2, groups=groups, bias=bias)
+    stock = nn.Conv3d(c_in, c_out, k, padding=k // 2, groups=groups, bias=bias)
+    stock.load_state_dict(ours.state_dict())
+    x = torch.randn(2, c_in, 5, 6, 7).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    results = []
+    for conv in (ours, stock):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        results.append((y, *torch.autograd.grad(y.float().square().sum(), [x, conv.weight])))
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b)
