@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sss_nnunet import fastpaths
-from sss_nnunet.network.fastconv import pointwise_op
+from sss_nnunet.network.fastconv import pointwise_conv, pointwise_op
 from sss_nnunet.network.norm import channels_last_format
 from sss_nnunet.network.windows import cached, small_tensor
 
@@ -101,9 +101,10 @@ class DySample(nn.Module):
         and one in-place add of the base grid, instead of four passes over the full-resolution grid."""
         B, _, *S = x.shape
         factor = (0.25 * unit).repeat_interleave(math.prod(self.scale)).repeat(self.groups)  # per offset channel
-        w = self.offset.weight.flatten(1) * factor.to(self.offset.weight.dtype)[:, None]
-        o = F.linear(x.movedim(1, -1), w, self.offset.bias * factor.to(self.offset.bias.dtype)).float()
-        o = o.movedim(-1, 1).view(B, self.groups, self.dims, *self.scale, *S).permute(*self._shuffle())
+        factor = factor.to(self.offset.weight.dtype)
+        w = self.offset.weight * factor.view(-1, *[1] * (self.offset.weight.dim() - 1))
+        o = pointwise_conv(x, w, self.offset.bias * factor).float()
+        o = o.view(B, self.groups, self.dims, *self.scale, *S).permute(*self._shuffle())
         shuffled = [v for n, f in zip(S, self.scale) for v in (n, f)]
         S_out = [n * f for n, f in zip(S, self.scale)]
         out = o.contiguous().add_(base.view(1, 1, *shuffled, self.dims))

@@ -37,6 +37,15 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, padding: list[int], groups: int
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, None, 1, padding, 1, groups)
 
 
+def _aten_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: list[int], groups: int,
+               wanted: str) -> torch.Tensor:
+    """PyTorch's own gradient of a stride-1 conv for ``wanted`` = "input" or "weight"."""
+    dims = weight.dim() - 2
+    mask = [wanted == "input", wanted == "weight", False]
+    return torch.ops.aten.convolution_backward(grad, x, weight, None, [1] * dims, padding, [1] * dims, False,
+                                               [0] * dims, groups, mask)[0 if wanted == "input" else 1]
+
+
 def _same_stride_one(conv: nn.Module) -> bool:
     """Stride 1, no dilation, odd kernel, padding k // 2 on every side: the input's own size."""
     k = conv.kernel_size
@@ -89,11 +98,9 @@ class _DepthwiseConv(torch.autograd.Function):
         gx = _conv(grad, weight.flip(spatial), ctx.padding, x.shape[1]) if ctx.needs_input_grad[0] else None
         gw = None
         if ctx.needs_input_grad[1]:
-            dims = len(spatial)
             gw = cpu_compiled.depthwise_weight_grad(x, grad, tuple(weight.shape[2:]), tuple(ctx.padding))
             if gw is None:
-                gw = torch.ops.aten.convolution_backward(grad, x, weight, None, [1] * dims, ctx.padding, [1] * dims,
-                                                         False, [0] * dims, x.shape[1], [False, True, False])[1]
+                gw = _aten_grad(grad, x, weight, ctx.padding, x.shape[1], "weight")
         return gx, gw, None
 
 
@@ -160,11 +167,9 @@ class _StemConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        dims = weight.dim() - 2
         gx = None
         if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(grad, x, weight, None, [1] * dims, ctx.padding, [1] * dims,
-                                                     False, [0] * dims, 1, [True, False, False])[0]
+            gx = _aten_grad(grad, x, weight, ctx.padding, 1, "input")
         gw = None
         if ctx.needs_input_grad[1]:
             gw = _im2col_weight_grad(x, grad, tuple(weight.shape[2:]), tuple(ctx.padding)).to(weight.dtype)
