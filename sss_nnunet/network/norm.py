@@ -38,8 +38,8 @@ def _sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *S) channels-last -> (B, S, C) view."""
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, *S) -> (B, N, C) contiguous; no copy when x is channels-last."""
     return x.movedim(1, -1).reshape(x.shape[0], -1, x.shape[1])
 
 
@@ -48,7 +48,7 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        t = _tokens(x)
+        t = to_tokens(x)
         n = t.shape[1]
         mean = t.mean(1)
         var = _sum_of_products(t, t).double() / n - mean.double() ** 2
@@ -61,7 +61,7 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
         scale = rstd * weight if weight is not None else rstd
         shift = -mean * scale + (bias if bias is not None else 0)
         y = torch.empty_like(x)  # channels-last like x; filled through its token view (not a view itself)
-        torch.addcmul(shift[:, None], t, scale[:, None], out=_tokens(y))
+        torch.addcmul(shift[:, None], t, scale[:, None], out=to_tokens(y))
         ctx.save_for_backward(x, mean, rstd, weight)
         ctx.centred = centred
         return y
@@ -72,8 +72,8 @@ class ChannelsLastInstanceNorm(torch.autograd.Function):
         g * scale + (x - mean) * b + c: two passes over the map (b, c per channel), the sums from
         the same accurate reductions as the forward's (on the centred map where it centred)."""
         x, mean, rstd, weight = ctx.saved_tensors
-        t = _tokens(x)
-        g = _tokens(grad.contiguous(memory_format=channels_last_format(x)))
+        t = to_tokens(x)
+        g = to_tokens(grad.contiguous(memory_format=channels_last_format(x)))
         n = t.shape[1]
         d = t - mean[:, None] if ctx.centred else t
         g_sum = g.sum(1)  # (B, C): bias gradient per sample

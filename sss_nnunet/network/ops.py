@@ -9,6 +9,7 @@ from torch import nn
 
 from sss_nnunet import fastpaths
 from sss_nnunet.network.norm import channels_last_format, instance_norm_channels_last, is_channels_last
+from sss_nnunet.network.norm import to_tokens as to_tokens  # re-exported: the blocks take it from here
 
 
 def dims_of(conv_op: type[nn.Module]) -> int:
@@ -83,11 +84,6 @@ def channels_last_on_cpu(x: torch.Tensor) -> torch.Tensor:
     if x.dim() not in (4, 5) or not fastpaths.enabled(x):
         return x
     return x.contiguous(memory_format=channels_last_format(x))
-
-
-def to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *S) -> (B, N, C) contiguous; no copy when x is channels-last."""
-    return x.movedim(1, -1).reshape(x.shape[0], -1, x.shape[1])
 
 
 def to_map(t: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
