@@ -6,7 +6,8 @@
 #   benchmarks/evidence.sh [PIECE ...]        # default: all pieces, in the order below
 #   DEVICE=cuda SCALE=4 benchmarks/evidence.sh   # on a GPU: 4x the iterations of every piece
 #
-# Environment: WORK (default ./sss_evidence: nnUNet_raw/_preprocessed and each piece's --out),
+# Environment: WORK (default ./sss_evidence: nnUNet_raw/_preprocessed and each piece's --out), ARCHIVE
+# (default docs/evidence with the default DEVICE, SCALE, SEEDS and BATCH, else none; ARCHIVE=none: none),
 # DEVICE (cpu|cuda, default cpu), SCALE (iteration multiplier, default 1), SEEDS (default "0 1 2"),
 # ROWS (see NETS below), BATCH (one batch size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
 # ResEnc presets would otherwise train batches of up to 40 here).
@@ -31,6 +32,10 @@
 # leaves whole rungs), reuse the nnUNetTrainer and SSSTrainer runs of the same set's sss piece (same
 # budget and recipe) and end with one compare over all rows that writes the table (it skips every run).
 # Rung-to-rung differences: python benchmarks/ladder_summary.py $WORK/ladder_c3d
+# Across machines and sessions (run folders lost): each piece's reports go to ARCHIVE/<piece>/ (compare.md,
+# compare.json with every run record, the plots; a ladder rung's compare.json to ARCHIVE/<piece>/rungs/),
+# and every piece starts with `compare --restore` of those JSON files: the data digest and the settings
+# must match, then the finished runs are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SSS=${SSS:-$(command -v sss-nnunet || echo .venv/bin/sss-nnunet)}
@@ -42,6 +47,10 @@ BATCH=${BATCH:-2}
 export nnUNet_raw="$WORK/nnUNet_raw" nnUNet_preprocessed="$WORK/nnUNet_preprocessed"
 export nnUNet_results="$WORK/nnUNet_results"  # unused by compare (models go to each --out), set for nnU-Net
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed"
+if [ -z "${ARCHIVE:-}" ]; then  # the committed evidence holds the default budget only
+  [ "$DEVICE $SCALE $SEEDS $BATCH" = "cpu 1 0 1 2 2" ] && ARCHIVE=docs/evidence || ARCHIVE=none
+fi
+[ "$ARCHIVE" = none ] || ARCHIVE=$(realpath -m "$ARCHIVE")
 
 NETS=(nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer SSSTrainer_globalOnly)
 # ROWS="nnUNetTrainer SSSTrainer": only these rows in the four-row pieces (the runs published so far); a later
@@ -58,15 +67,34 @@ dataset() {  # name id: generate a built-in set once
   fi
 }
 
-piece() {  # out dataset config iterations recipe trainers...
-  local out=$1 id=$2 config=$3 iters=$4 recipe=$5
+piece() {  # out dataset config iterations recipe trainers...; RUNG=name: archive as one rung of a ladder
+  local out=$1 id=$2 config=$3 iters=$4 recipe=$5 f
   shift 5
-  local start=$SECONDS
+  local start=$SECONDS restore=()
+  if [ "$ARCHIVE" != none ]; then
+    for f in "$ARCHIVE/$out/compare.json" "$ARCHIVE/$out"/rungs/*.json; do [ -f "$f" ] && restore+=("$f"); done
+  fi
   # shellcheck disable=SC2086
   "$SSS" compare -d "$id" -c "$config" -tr "$@" --recipe "$recipe" --baseline nnUNetTrainer --batch-size "$BATCH" \
     --iterations $((iters * SCALE)) --iterations-per-epoch 25 --val-iterations 2 --seeds $SEEDS \
-    -device "$DEVICE" --out "$WORK/$out" || echo "evidence: $out finished with failed runs (see $WORK/$out/compare.md)"
+    -device "$DEVICE" --out "$WORK/$out" ${restore[@]:+--restore "${restore[@]}"} \
+    || echo "evidence: $out finished with failed runs (see $WORK/$out/compare.md)"
+  archive "$out"
   echo "evidence: $out took $(( (SECONDS - start) / 60 )) min wall time (runs skipped as done cost nothing)"
+}
+
+archive() {  # out: keep the piece's reports (every run record is in compare.json) in ARCHIVE/out
+  local from=$WORK/$1 to=$ARCHIVE/$1 f
+  [ "$ARCHIVE" != none ] && [ -f "$from/compare.json" ] || return 0
+  if [ -n "${RUNG:-}" ]; then
+    mkdir -p "$to/rungs" && cp "$from/compare.json" "$to/rungs/$RUNG.json.tmp" && mv "$to/rungs/$RUNG.json.tmp" "$to/rungs/$RUNG.json"
+    return 0
+  fi
+  mkdir -p "$to"
+  for f in compare.json compare.md compare.png curves.png; do
+    [ -f "$from/$f" ] && cp "$from/$f" "$to/$f.tmp" && mv "$to/$f.tmp" "$to/$f"
+  done
+  return 0
 }
 
 reuse() {  # from to rows...: copy finished runs of the same budget and recipe from piece `from`
@@ -86,7 +114,7 @@ ladder() {  # out from dataset config: the ladder rung by rung, then the whole t
   local out=$1 from=$2 id=$3 config=$4 rung
   reuse "$from" "$out" nnUNetTrainer__sss SSSTrainer__sss
   for rung in "${LADDER[@]:1}"; do
-    piece "$out" "$id" "$config" 500 sss nnUNetTrainer "$rung"
+    RUNG=$rung piece "$out" "$id" "$config" 500 sss nnUNetTrainer "$rung"
   done
   piece "$out" "$id" "$config" 500 sss "${LADDER[@]}"
 }

@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training and prediction device (default: cuda if available, else cpu)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default: ./{DEFAULT_OUT})")
     parser.add_argument("--overwrite", action="store_true", help="redo the listed trainers and seeds")
+    parser.add_argument("--restore", type=Path, nargs="+", default=[], metavar="COMPARE_JSON",
+                        help="reuse the finished runs recorded in earlier compare.json files of the same settings "
+                             "and data (e.g. docs/evidence/<piece>/compare.json after the run folders are gone)")
     parser.add_argument("--deterministic", action="store_true",
                         help="data augmentation in the training process (nnUNet_n_proc_DA=0): CPU runs repeat "
                              "exactly, but slower")
@@ -186,6 +189,11 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
         raise SSSError(f"-f {args.fold}: a fold is 0..4 or all")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise SSSError(f"--seeds must be distinct non-negative integers, got {' '.join(map(str, args.seeds))}")
+    if args.restore and args.overwrite:
+        raise SSSError("--restore with --overwrite: --overwrite redoes the runs, so there is nothing to restore")
+    missing = [str(p) for p in args.restore if not p.is_file()]
+    if missing:
+        raise SSSError(f"--restore {missing[0]}: no such file")
     dataset_id, raw = resolve_raw_dataset(args.dataset, env)
     if args.device == "cuda":
         import torch
@@ -200,7 +208,8 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
     spec = CompareSpec(dataset_id=dataset_id, raw=raw, trainers=list(args.trainers), configuration=args.configuration,
                        fold=args.fold, plans=args.plans, budget=budget, seeds=list(args.seeds), device=args.device,
                        out=args.out.resolve(), overwrite=args.overwrite, deterministic=args.deterministic,
-                       tta=not args.disable_tta, env=env, recipes=list(args.recipes), baseline=args.baseline)
+                       tta=not args.disable_tta, env=env, recipes=list(args.recipes), baseline=args.baseline,
+                       restore=[p.resolve() for p in args.restore])
     check_plans_available(spec.dataset_name, sorted({r.plans for r in spec.rows}), env)
     from sss_nnunet.compare.stats import resolve_baseline
 

@@ -135,6 +135,18 @@ def _verdict_cell(v: dict | None) -> str:
     return f"{v['mean_diff']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {v['verdict']}"
 
 
+def _code_versions(rows: list[dict]) -> str:
+    """The sss-nnunet versions (with git commit) the runs were trained with, most frequent first."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for run in row.get("runs", []):
+            if run.get("status") == "ok":
+                key = run.get("code", "not recorded")
+                counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} run{'s' * (n > 1)})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])) \
+        or "no finished run"
+
+
 def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str]], meta: dict,
              verdict_list: list[dict] | None = None) -> str:
     b = spec_settings["budget"]
@@ -163,7 +175,8 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         f"seeds {meta['seeds']}; test-time mirroring {'on' if spec_settings['tta'] else 'off'}",
         f"- test cases: {meta.get('n_test_cases')} (imagesTs/labelsTs), scored by `sss-nnunet evaluate --protocol "
         f"strict` (Dice per class over cases, HD95 in mm; a missed or spurious class counts as Dice 0 and a "
-        f"penalty HD95)",
+        f"penalty HD95); data digest {spec_settings.get('data', 'not recorded')}",
+        f"- code of the runs: {_code_versions(rows)}",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

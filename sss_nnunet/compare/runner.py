@@ -22,9 +22,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, Budget, budget_class_name, module_source
+from sss_nnunet.compare.provenance import code_version, data_digest, restore_runs
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_write_json, atomic_write_text
 
@@ -94,6 +96,7 @@ class CompareSpec:
     env: dict = field(default_factory=lambda: dict(os.environ))
     recipes: list[str] = field(default_factory=lambda: ["own"])
     baseline: str | None = None  # TRAINER[:PLANS]; None: the first nnU-Net trainer listed
+    restore: list[Path] = field(default_factory=list)  # earlier compare.json files whose finished runs are reused
 
     @property
     def dataset_name(self) -> str:
@@ -103,10 +106,15 @@ class CompareSpec:
     def rows(self) -> list[Row]:
         return parse_rows(self.trainers, self.recipes, self.plans)
 
+    @cached_property
+    def data(self) -> str:
+        """The digest of the raw dataset's files (:func:`sss_nnunet.compare.provenance.data_digest`)."""
+        return data_digest(self.raw)
+
     def settings(self) -> dict:
-        """What must match for earlier results in ``out`` to be reused."""
-        return {"dataset": self.dataset_name, "configuration": self.configuration, "fold": self.fold,
-                "plans": self.plans, "budget": self.budget.as_dict(), "device": self.device,
+        """What must match for earlier results in ``out`` to be reused (``data``: the same cases)."""
+        return {"dataset": self.dataset_name, "data": self.data, "configuration": self.configuration,
+                "fold": self.fold, "plans": self.plans, "budget": self.budget.as_dict(), "device": self.device,
                 "deterministic": self.deterministic, "tta": self.tta}
 
 
@@ -258,13 +266,19 @@ class Comparison:
         settings_file = s.out / SETTINGS_FILE
         if settings_file.exists():
             old = json.loads(settings_file.read_text())
+            old.setdefault("data", s.data)  # written before the data digest was part of the settings
             if old != s.settings():
                 if not s.overwrite:
                     diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in s.settings().items() if old.get(k) != v)
+                    if old["data"] != s.data:
+                        diff += f" (data: the files of {s.raw} are not those its runs used)"
                     raise SSSError(f"{s.out} holds a comparison with other settings ({diff}); use --overwrite "
                                    f"to replace it or another --out")
                 shutil.rmtree(s.out / "runs", ignore_errors=True)
         atomic_write_json(settings_file, s.settings())
+        for archive in s.restore:
+            n, note = restore_runs(archive, s.out, s.settings())
+            self.print(f"compare: restored {n} finished run(s) from {archive}{note}")
         for row in s.rows:
             recipe = None if row.recipe == "own" else row.recipe
             atomic_write_text(self.budget_dir(row) / f"sss_compare_{row.budget_trainer}.py",
@@ -319,7 +333,8 @@ class Comparison:
             if record.get("status") == "ok":
                 self.progress.say(trainer, seed, "already done, skipped (--overwrite redoes it)")
                 return {**record, **self._row_fields(row)}, False
-        base = {**self._row_fields(row), "seed": seed, "run_dir": str(rdir), "budget_trainer": row.budget_trainer}
+        base = {**self._row_fields(row), "seed": seed, "run_dir": str(rdir), "budget_trainer": row.budget_trainer,
+                "code": code_version()}
         env = self.child_env(row, seed)
         fold_dir = self.fold_dir(row, seed)
         trained = False

@@ -116,3 +116,24 @@ def test_other_budget_in_the_same_folder_is_refused(first_run):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 2 and "other settings" in res.stderr and "--overwrite" in res.stderr
     assert os.path.exists(out / "runs" / "seed0" / "nnUNetTrainer" / "result.json")
+
+
+def test_restore_from_the_reports_json_trains_nothing(first_run, tmp_path):
+    """The run folders lost (another machine, a new session): compare.json alone brings back the
+    finished runs, with the same numbers, the data digest checked."""
+    env, out, _ = first_run
+    archive = tmp_path / "compare.json"
+    archive.write_text((out / "compare.json").read_text())
+    fresh = tmp_path / "fresh"
+    cmd = [SSS, "compare", "-d", "977", "-tr", "nnUNetTrainer", "SSSTrainer_tiny", *BUDGET, "--out", str(fresh),
+           "--restore", str(archive)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"restored 2 finished run(s) from {archive}" in res.stdout
+    assert res.stdout.count("already done, skipped") == 2 and "train (" not in res.stdout
+    data = json.loads((fresh / "compare.json").read_text())
+    old = {r["trainer"]: r for r in json.loads(archive.read_text())["rows"]}
+    for row in data["rows"]:
+        assert row["aggregate"]["mean_dice"] == old[row["trainer"]]["aggregate"]["mean_dice"]
+    assert data["settings"]["data"] == json.loads(archive.read_text())["settings"]["data"]
+    assert "code of the runs: 0." in (fresh / "compare.md").read_text()

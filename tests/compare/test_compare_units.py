@@ -111,6 +111,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "NoSuchTrainer", env=raw_env),
                     "NoSuchTrainer", "unknown trainer")
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "nnUNetTrainer", env=raw_env), "twice")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--restore", str(tmp_path / "gone.json"),
+                             env=raw_env), "gone.json", "no such file")
+    (tmp_path / "c.json").write_text("{}")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--restore", str(tmp_path / "c.json"),
+                             "--overwrite", env=raw_env), "--restore with --overwrite")
     for sub in ("labelsTs", "imagesTs"):
         for f in (tmp_path / "raw" / "Dataset977_Tiny" / sub).iterdir():
             f.unlink()

@@ -14,16 +14,21 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "evidence.sh"
 STUB = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
 if [ "$1" = convert ]; then mkdir -p "$nnUNet_raw/Dataset999_$2"; fi
+if [ "$1" = compare ]; then  # a report naming its rows in --out
+  all="$*"; out=${all##*--out }; out=${out%% *}; rows=${all#* -tr }; rows=${rows%% --recipe*}
+  mkdir -p "$out" && echo "{\\"rows\\": \\"$rows\\"}" > "$out/compare.json"
+fi
 """
 
 
-def _run(tmp_path: Path, *pieces: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _run(tmp_path: Path, *pieces: str, **extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     stub = tmp_path / "sss"
     stub.write_text(STUB)
     stub.chmod(0o755)
     calls = tmp_path / "calls.txt"
     calls.touch()
-    env = {**os.environ, "SSS": str(stub), "WORK": str(tmp_path / "work"), "CALLS": str(calls)}
+    env = {**os.environ, "SSS": str(stub), "WORK": str(tmp_path / "work"), "CALLS": str(calls),
+           "ARCHIVE": str(tmp_path / "archive"), **extra}
     proc = subprocess.run(["bash", str(SCRIPT), *pieces], env=env, capture_output=True, text=True, timeout=60)
     return proc, calls.read_text().splitlines()
 
@@ -60,3 +65,34 @@ def test_four_row_pieces(tmp_path, piece, dataset, recipe):
 def test_unknown_piece(tmp_path):
     proc, calls = _run(tmp_path, "nope")
     assert proc.returncode == 2 and "unknown piece 'nope'" in proc.stderr and calls == []
+
+
+def test_pieces_restore_from_the_archive_and_archive_their_reports(tmp_path):
+    """The run folders of an earlier session are gone: the archived reports (a ladder's whole table
+    and its rungs) are restored into every compare of the piece, and each report is archived again."""
+    archive = tmp_path / "archive" / "ladder_c3d"
+    (archive / "rungs").mkdir(parents=True)
+    for f in (archive / "compare.json", archive / "rungs" / "SSSTrainer_L1.json"):
+        f.write_text("{}")
+    proc, calls = _run(tmp_path, "ladder-c3d")
+    assert proc.returncode == 0, proc.stderr
+    compares = [c for c in calls if c.startswith("compare")]
+    assert compares[0].endswith(f"--restore {archive}/compare.json {archive}/rungs/SSSTrainer_L1.json")
+    assert compares[1].endswith(f"--restore {archive}/compare.json {archive}/rungs/SSSTrainer_L0.json "
+                                f"{archive}/rungs/SSSTrainer_L1.json")  # rung L0 archived meanwhile
+    assert f"{archive}/rungs/SSSTrainer_L3.json" in compares[-1]  # archived by the rung before
+    assert json.loads((archive / "rungs" / "SSSTrainer_L4.json").read_text()) == {"rows": "nnUNetTrainer SSSTrainer_L4"}
+    whole = json.loads((archive / "compare.json").read_text())["rows"]
+    assert whole == "nnUNetTrainer " + " ".join(f"SSSTrainer_L{i}" for i in range(7)) + " SSSTrainer"
+    assert not list(archive.rglob("*.tmp"))
+    proc, calls = _run(tmp_path, "demo-sss", ARCHIVE="none")  # no archive: nothing restored, nothing kept
+    assert proc.returncode == 0 and "--restore" not in calls[-1] and not (tmp_path / "archive" / "demo_sss").exists()
+
+
+def test_other_budgets_neither_restore_nor_overwrite_the_committed_evidence(tmp_path):
+    committed = SCRIPT.parents[1] / "docs" / "evidence" / "demo_sss" / "compare.json"
+    before = committed.read_bytes()
+    proc, calls = _run(tmp_path, "demo-sss", SCALE="4", ARCHIVE="")  # ARCHIVE unset: the default applies
+    assert proc.returncode == 0, proc.stderr
+    assert "--iterations 2000" in calls[-1] and "--restore" not in calls[-1]
+    assert (tmp_path / "work" / "demo_sss" / "compare.json").exists() and committed.read_bytes() == before

@@ -1,0 +1,116 @@
+"""Where a comparison's runs come from: which data (a digest of the raw dataset's files) and which code.
+
+The data digest is part of a comparison's settings, so finished runs restored into an output folder
+(``benchmarks/evidence.sh`` keeps each piece's run records in ``docs/evidence/<piece>/runs``) are
+reused only against the very same cases, regenerated or not. It covers ``dataset.json`` and every
+file of ``imagesTr``, ``labelsTr``, ``imagesTs`` and ``labelsTs``:
+
+- a gzip file (``.nii.gz``) by its trailer, the CRC-32 and length of the *uncompressed* bytes: the
+  gzip header holds a time stamp, so a regenerated, identical volume has other compressed bytes; the
+  trailer is 8 bytes at the end of the file, so a CT-sized dataset costs no decompression;
+- any other file (``.png``, ``.nrrd``, ``.json``) by the SHA-256 of its bytes.
+
+``splits_final.json`` is not covered: nnU-Net derives it deterministically from the case list when it
+is missing, and our converters write the paper's split.
+
+:func:`restore_runs` brings an earlier comparison's finished runs back from its ``compare.json``
+(which holds every run record), so that a comparison interrupted on one machine goes on on another
+where only the committed reports survive (``sss-nnunet compare --restore``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from sss_nnunet.errors import SSSError
+from sss_nnunet.io import atomic_write_json
+
+DATA_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def file_digest(path: Path) -> str:
+    """The content digest of one file (see the module docstring); a gzip file without a valid
+    header or trailer is digested by its bytes."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+        if path.name.endswith(".gz") and head == b"\x1f\x8b" and f.seek(0, 2) >= 18:
+            f.seek(-8, 2)
+            return "gz:" + f.read(8).hex()
+        f.seek(0)
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def data_digest(raw: Path) -> str:
+    """16 hex digits over ``raw/dataset.json`` and the files of :data:`DATA_FOLDERS` (names and
+    contents, hidden files skipped), for a raw nnU-Net dataset folder ``raw``."""
+    h = hashlib.sha256()
+    files = [raw / "dataset.json"] + sorted(p for folder in DATA_FOLDERS if (raw / folder).is_dir()
+                                            for p in (raw / folder).rglob("*")
+                                            if p.is_file() and not p.name.startswith("."))
+    for path in files:
+        if path.is_file():
+            h.update(f"{path.relative_to(raw).as_posix()}\0{file_digest(path)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """The package version, plus the git commit of its checkout when it runs from one
+    (``+dirty`` with uncommitted changes); the version alone elsewhere."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("sss-nnunet")
+    except PackageNotFoundError:
+        text = "unknown"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return text
+    lines = top.stdout.split()
+    if top.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+        return text  # installed into site-packages (perhaps of a venv inside some other repository)
+    return f"{text}+g{lines[1]}" + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
+    """Write the finished runs recorded in an earlier comparison's ``compare.json`` (``archive``) back
+    as ``out/runs/seedS/ROW/result.json`` wherever ``out`` has none, so that compare skips them.
+
+    The archive's settings must equal ``settings`` (dataset, data digest, configuration, fold, plans,
+    budget, device, ...); an archive written before data digests existed is accepted on the other
+    settings, and the returned note says so. Returns (runs restored, note)."""
+    try:
+        data = json.loads(Path(archive).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SSSError(f"--restore {archive}: cannot read it as JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) \
+            or not isinstance(data.get("rows"), list):
+        raise SSSError(f"--restore {archive}: not a compare.json of sss-nnunet compare (no settings and rows)")
+    old = dict(data["settings"])
+    note = ""
+    if "data" not in old:
+        old["data"] = settings["data"]
+        note = "; the archive predates data digests, so its cases were not checked"
+    diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
+    if diff:
+        raise SSSError(f"--restore {archive}: its runs used other settings ({', '.join(diff)})")
+    restored = 0
+    for row in data["rows"]:
+        for run in row.get("runs", []) if isinstance(row, dict) else []:
+            if not isinstance(run, dict) or run.get("status") != "ok" or not isinstance(run.get("seed"), int):
+                continue
+            name = Path(str(run.get("run_dir", ""))).name
+            if not name or name.startswith("."):
+                continue
+            dest = Path(out) / "runs" / f"seed{run['seed']}" / name / "result.json"
+            if not dest.exists():
+                atomic_write_json(dest, run)
+                restored += 1
+    return restored, note
