@@ -9,7 +9,8 @@
 # Environment: WORK (default ./sss_evidence: nnUNet_raw/_preprocessed and each piece's --out), ARCHIVE
 # (default docs/evidence with the default DEVICE, SCALE, SEEDS and BATCH, else none; ARCHIVE=none: none),
 # DEVICE (cpu|cuda, default cpu), SCALE (iteration multiplier, default 1), SEEDS (default "0 1 2"),
-# ROWS (see NETS below), BATCH (one batch size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
+# ROWS (see NETS below), RUNGS (a ladder's rungs to run, in this order; default all), BATCH (one batch
+# size for every network, default 2 = the default plans' batch on these sets; nnU-Net's
 # ResEnc presets would otherwise train batches of up to 40 here).
 # CPU time measured on 2 idle cores (2026-12-06, 500 iterations on 991 context 3d_fullres, batch 2): one
 # nnUNetTrainer run ~6.5 min of training, one SSSTrainer run ~8-9 min, one ResEnc M run ~10 min (+ ~1-2 min
@@ -113,7 +114,9 @@ reuse() {  # from to rows...: copy finished runs of the same budget and recipe f
 ladder() {  # out from dataset config: the ladder rung by rung, then the whole table
   local out=$1 from=$2 id=$3 config=$4 rung
   reuse "$from" "$out" nnUNetTrainer__sss SSSTrainer__sss
-  for rung in "${LADDER[@]:1}"; do
+  # shellcheck disable=SC2206
+  local rungs=(${RUNGS:-${LADDER[@]:1}})
+  for rung in "${rungs[@]}"; do
     RUNG=$rung piece "$out" "$id" "$config" 500 sss nnUNetTrainer "$rung"
   done
   piece "$out" "$id" "$config" 500 sss "${LADDER[@]}"

@@ -96,3 +96,11 @@ def test_other_budgets_neither_restore_nor_overwrite_the_committed_evidence(tmp_
     assert proc.returncode == 0, proc.stderr
     assert "--iterations 2000" in calls[-1] and "--restore" not in calls[-1]
     assert (tmp_path / "work" / "demo_sss" / "compare.json").exists() and committed.read_bytes() == before
+
+
+def test_rungs_picks_the_ladders_rungs_and_their_order(tmp_path):
+    proc, calls = _run(tmp_path, "ladder-demo", RUNGS="SSSTrainer_L4 SSSTrainer_L1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [c.split(" -tr ")[1].split(" --recipe")[0] for c in calls if c.startswith("compare")]
+    assert rows[:2] == ["nnUNetTrainer SSSTrainer_L4", "nnUNetTrainer SSSTrainer_L1"] and len(rows) == 3
+    assert rows[2].startswith("nnUNetTrainer SSSTrainer_L0 ")  # the whole table as before
