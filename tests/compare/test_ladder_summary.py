@@ -38,3 +38,32 @@ def test_rungs_against_the_previous_finished_rung(tmp_path, capsys):
 def test_no_runs_is_an_error(tmp_path, capsys):
     assert ladder_summary.main([str(tmp_path)]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_compare_json_files_give_the_same_table_and_a_plot(tmp_path, capsys):
+    """The committed evidence (compare.json rows hold the run records) without any run folder; a run
+    present in two files counts once."""
+    base = [0.50, 0.60, 0.55, 0.70, 0.65, 0.58]
+    for seed in range(3):
+        _write(tmp_path, "nnUNetTrainer", seed, base)
+        _write(tmp_path, "SSSTrainer_L0", seed, [d + 0.05 * (seed + 1) for d in base])
+        _write(tmp_path, "SSSTrainer_L3", seed, [d - 0.02 for d in base])
+    assert ladder_summary.main([str(tmp_path)]) == 0
+    from_folder = capsys.readouterr().out
+    records = {t: [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"runs/seed*/{t}__sss/result.json"))]
+               for t in ("nnUNetTrainer", "SSSTrainer_L0", "SSSTrainer_L3")}
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    one.write_text(json.dumps({"rows": [{"trainer": "nnUNetTrainer", "runs": records["nnUNetTrainer"]},
+                                        {"trainer": "SSSTrainer_L0", "runs": records["SSSTrainer_L0"]}]}))
+    two.write_text(json.dumps({"rows": [{"trainer": "nnUNetTrainer", "runs": records["nnUNetTrainer"]},
+                                        {"trainer": "SSSTrainer_L3", "runs": records["SSSTrainer_L3"]}]}))
+    png = tmp_path / "ladder.png"
+    assert ladder_summary.main([str(one), str(two), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out.replace(f"wrote {png}\n", "") == from_folder
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:] if line.startswith("|")}
+    assert "| 3 | 0.697 ± 0.050 |" in rows["SSSTrainer_L0"]  # three seeds, not six
+    assert "-0.120 [-0.120, -0.120] **behind**" in rows["SSSTrainer_L3"]  # L3 against L0
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    assert ladder_summary.main([str(tmp_path / "gone.json")]) == 2
+    assert "gone.json: no such folder or file" in capsys.readouterr().err
