@@ -1,9 +1,9 @@
 """Where a comparison's runs come from: which data (a digest of the raw dataset's files) and which code.
 
 The data digest is part of a comparison's settings, so finished runs restored into an output folder
-(``benchmarks/evidence.sh`` keeps each piece's run records in ``docs/evidence/<piece>/runs``) are
-reused only against the very same cases, regenerated or not. It covers ``dataset.json`` and every
-file of ``imagesTr``, ``labelsTr``, ``imagesTs`` and ``labelsTs``:
+(``benchmarks/evidence.sh`` keeps each piece's compare.json, which holds every run record, in
+``docs/evidence/<piece>/``) are reused only against the very same cases, regenerated or not. It
+covers ``dataset.json`` and every file of ``imagesTr``, ``labelsTr``, ``imagesTs`` and ``labelsTs``:
 
 - a gzip file (``.nii.gz``) by its trailer, the CRC-32 and length of the *uncompressed* bytes: the
   gzip header holds a time stamp, so a regenerated, identical volume has other compressed bytes; the
