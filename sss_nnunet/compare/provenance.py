@@ -79,6 +79,18 @@ def code_version() -> str:
     return f"{text}+g{lines[1]}" + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def settings_diff(old: dict, new: dict) -> tuple[list[str], bool]:
+    """The keys in which an earlier comparison's settings ``old`` differ from ``new``, as "key old -> new"
+    (a key that only one side has counts, shown as None on the other). Settings written before the data
+    digest existed are compared without it. Returns (differences, whether ``old`` predates the digest)."""
+    old = dict(old)
+    predates_digest = "data" not in old and "data" in new
+    if predates_digest:
+        old["data"] = new["data"]
+    keys = list(new) + [k for k in old if k not in new]
+    return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)], predates_digest
+
+
 def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
     """Write the finished runs recorded in an earlier comparison's ``compare.json`` (``archive``) back
     as ``out/runs/seedS/ROW/result.json`` wherever ``out`` has none, so that compare skips them.
@@ -93,12 +105,8 @@ def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) \
             or not isinstance(data.get("rows"), list):
         raise SSSError(f"--restore {archive}: not a compare.json of sss-nnunet compare (no settings and rows)")
-    old = dict(data["settings"])
-    note = ""
-    if "data" not in old:
-        old["data"] = settings["data"]
-        note = "; the archive predates data digests, so its cases were not checked"
-    diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
+    diff, predates_digest = settings_diff(data["settings"], settings)
+    note = "; the archive predates data digests, so its cases were not checked" if predates_digest else ""
     if diff:
         raise SSSError(f"--restore {archive}: its runs used other settings ({', '.join(diff)})")
     restored = 0

@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 
 from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, Budget, budget_class_name, module_source
-from sss_nnunet.compare.provenance import code_version, data_digest, restore_runs
+from sss_nnunet.compare.provenance import code_version, data_digest, restore_runs, settings_diff
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_write_json, atomic_write_text
 
@@ -266,11 +266,11 @@ class Comparison:
         settings_file = s.out / SETTINGS_FILE
         if settings_file.exists():
             old = json.loads(settings_file.read_text())
-            old.setdefault("data", s.data)  # written before the data digest was part of the settings
-            if old != s.settings():
+            diff, _ = settings_diff(old, s.settings())
+            if diff:
                 if not s.overwrite:
-                    diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in s.settings().items() if old.get(k) != v)
-                    if old["data"] != s.data:
+                    diff = ", ".join(diff)
+                    if old.get("data", s.data) != s.data:
                         diff += f" (data: the files of {s.raw} are not those its runs used)"
                     raise SSSError(f"{s.out} holds a comparison with other settings ({diff}); use --overwrite "
                                    f"to replace it or another --out")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sss_nnunet.compare.budget import Budget
-from sss_nnunet.compare.provenance import code_version, data_digest, file_digest, restore_runs
+from sss_nnunet.compare.provenance import code_version, data_digest, file_digest, restore_runs, settings_diff
 from sss_nnunet.compare.runner import SETTINGS_FILE, CompareSpec, Comparison
 from sss_nnunet.errors import SSSError
 from tests.trainers.tiny_dataset import write_tiny_dataset
@@ -113,3 +113,13 @@ def test_restore_refuses_other_settings_or_data_and_notes_an_old_archive(tmp_pat
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(SSSError, match=words):
             restore_runs(tmp_path / "bad.json", tmp_path / "out", settings)
+
+
+def test_settings_diff_names_every_key_that_differs_on_either_side():
+    new = {"dataset": 991, "data": "abc", "budget": {"iterations": 500}}
+    assert settings_diff(new, new) == ([], False)
+    assert settings_diff({**new, "tta": True}, new) == (["tta True -> None"], False)
+    diff, predates = settings_diff({"dataset": 990, "budget": {"iterations": 500}}, new)
+    assert (diff, predates) == (["dataset 990 -> 991"], True)
+    assert settings_diff({"dataset": 991, "data": "xyz", "budget": {"iterations": 8}}, new)[0] == \
+        ["data xyz -> abc", "budget {'iterations': 8} -> {'iterations': 500}"]
