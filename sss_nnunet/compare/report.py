@@ -14,7 +14,8 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sss_nnunet.io import atomic_output, atomic_write_json, atomic_write_text
+from sss_nnunet.compare.plots import bar_plot, curves_plot
+from sss_nnunet.io import atomic_write_json, atomic_write_text
 
 OUTPUTS = ("compare.md", "compare.json", "compare.png", "curves.png")
 
@@ -63,13 +64,17 @@ def recipe_text(run: dict) -> str:
 
 
 def convergence_text(runs: list[dict]) -> str:
+    """``yes`` when every run had converged (``stats.converged``), else the seeds that had not and those
+    whose pseudo Dice was too noisy to tell, e.g. ``not converged (seed 1); unclear (seed 0, 2)``."""
     from sss_nnunet.compare.stats import converged
 
     flags = {r["seed"]: converged(r) for r in runs}
-    bad = [s for s, f in flags.items() if f is False]
-    if bad:
-        return "not converged (seed " + ", ".join(map(str, bad)) + ")"
-    return "yes" if flags and all(f for f in flags.values()) else "?"
+    if flags and all(flags.values()):
+        return "yes"
+    parts = [f"{word} (seed {', '.join(str(s) for s, f in flags.items() if f is value)})"
+             for word, value in (("not converged", False), ("unclear", None))
+             if any(f is value for f in flags.values())]
+    return "; ".join(parts) or "?"
 
 
 def aggregate(trainers: list[str], records: list[dict]) -> list[dict]:
@@ -201,9 +206,11 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         "minus the baseline under the same recipe, per test case averaged over the seeds both finished, mean over "
         "cases with a bootstrap 95 % interval (cases resampled, fixed generator seed); *ahead* / *behind*: the "
         "interval excludes 0 (for HD95 lower is better), *tie*: it contains 0, *too few runs*: fewer than 3 seeds "
-        "or 5 test cases (sss_nnunet/compare/stats.py). *converged*: no run's EMA pseudo Dice rose by more than "
-        "0.02 over its last fifth of epochs. *recipe*: optimiser, peak learning rate, weight decay, schedule "
-        "as the training process built them; every trainer's train_step clips the gradient norm at 12 unless it "
+        "or 5 test cases (sss_nnunet/compare/stats.py). *converged*: yes when no run's pseudo Dice rose by more than "
+        "0.02 per fifth of the epochs (slope of a line through the last two fifths); *not converged*: it rose by "
+        "more, by over 2 standard errors; *unclear*: the rise is within the epoch-to-epoch noise. *recipe*: "
+        "optimiser, peak learning rate, weight decay, schedule as the training process built them; every "
+        "trainer's train_step clips the gradient norm at 12 unless it "
         "says otherwise in compare.json. *train s/it*: median over "
         "epochs of the training part of an epoch (data waiting included, validation excluded) divided by its "
         "iterations. *peak RSS*: maximum resident memory of the training process (data-augmentation workers "
@@ -218,76 +225,6 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
         "add that folder to nnUNet_extTrainer to use them with nnUNetv2_predict).",
     ]
     return "\n".join(lines) + "\n"
-
-
-def bar_plot(rows: list[dict], classes: list[tuple[str, str]], title: str, path: Path) -> None:
-    """Grouped bars: per-class and mean Dice per trainer, error bars = sd over seeds."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    groups = [n for _, n in classes] + ["mean"]
-    shown = [r for r in rows if r["aggregate"]]
-    fig = Figure(figsize=(max(5.0, 1.1 * len(groups) * max(1, len(shown)) ** 0.5 + 2), 4.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(shown))
-    x = np.arange(len(groups))
-    for i, row in enumerate(shown):
-        a = row["aggregate"]
-        stats = [a["dice"][k] for k, _ in classes] + [a["mean_dice"]]
-        means = [100 * s["mean"] if s else 0.0 for s in stats]
-        sds = [100 * (s["sd"] or 0.0) if s else 0.0 for s in stats]
-        ax.bar(x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=sds if any(sds) else None, capsize=2,
-               label=row["trainer"])
-    ax.set_xticks(x, groups, rotation=20, ha="right")
-    ax.set_ylabel("Dice (%) on the test cases")
-    ax.set_ylim(0, 105)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    if shown:  # beside the axes: inside, it hides the bars of the first groups once there are many trainers
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-
-
-def curves_plot(rows: list[dict], title: str, path: Path) -> None:
-    """Side by side: training loss, validation loss and nnU-Net's EMA pseudo Dice over training iterations;
-    one colour per trainer, one line per seed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    panels = (("train_losses", "training loss"), ("val_losses", "validation loss"),
-              ("ema_fg_dice", "pseudo Dice (EMA, validation patches)"),
-              ("ema_fg_dice", "pseudo Dice against wall time"))
-    fig = Figure(figsize=(17, 3.8), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 4)
-    colors = [f"C{i % 10}" for i in range(len(rows))]
-    for row, color in zip(rows, colors):
-        for j, run in enumerate(r for r in row["runs"] if r.get("status") == "ok"):
-            curves, per_epoch = run["stats"]["curves"], run["stats"]["budget"]["iterations_per_epoch"]
-            for i, (ax, (key, _)) in enumerate(zip(axes, panels)):
-                ys = curves.get(key) or []
-                xs = [(e + 1) * per_epoch for e in range(len(ys))]
-                if i == 3:  # minutes from the first epoch's start to each epoch's end
-                    starts, ends = curves.get("epoch_start_timestamps"), curves.get("epoch_end_timestamps")
-                    if not starts or not ends:
-                        continue
-                    xs = [(t - starts[0]) / 60 for t in ends[: len(ys)]]
-                    ys = ys[: len(xs)]
-                ax.plot(xs, ys, color=color, lw=1.2, alpha=0.9 if j == 0 else 0.5,
-                        label=row["trainer"] if j == 0 else None)
-    for i, (ax, (_, label)) in enumerate(zip(axes, panels)):
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("wall time (min, training + validation)" if i == 3 else "training iterations")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
 
 
 def write_report(out: Path, spec_settings: dict, trainers: list[str], seeds: list[int], records: list[dict],
@@ -308,12 +245,37 @@ def write_report(out: Path, spec_settings: dict, trainers: list[str], seeds: lis
             "machine": _machine(), "seeds": " ".join(map(str, seeds)), **(extra or {}),
             "baseline_label": next((r.label.split(" [")[0] for r in spec_rows or [] if (r.trainer, r.plans) == base),
                                    None)}
-    atomic_write_text(out / "compare.md", markdown(spec_settings, rows, classes, meta, verdict_list))
-    atomic_write_json(out / "compare.json", {"settings": spec_settings, "meta": meta, "trainers": trainers,
-                                             "seeds": seeds, "classes": dict(classes), "rows": rows,
-                                             "verdicts": verdict_list})
-    title = (f"{spec_settings['dataset']} {spec_settings['configuration']} fold {spec_settings['fold']}, "
-             f"{spec_settings['budget']['iterations']} iterations, seeds {meta['seeds']}")
+    write_outputs(out, {"settings": spec_settings, "meta": meta, "trainers": trainers, "seeds": seeds,
+                        "classes": dict(classes), "rows": rows, "verdicts": verdict_list})
+    return rows
+
+
+def write_outputs(out: Path, data: dict) -> None:
+    """compare.md, compare.json (``data``), compare.png and curves.png into ``out``, each atomically."""
+    settings, rows, classes = data["settings"], data["rows"], list(data["classes"].items())
+    atomic_write_text(out / "compare.md", markdown(settings, rows, classes, data["meta"], data["verdicts"]))
+    atomic_write_json(out / "compare.json", data)
+    title = (f"{settings['dataset']} {settings['configuration']} fold {settings['fold']}, "
+             f"{settings['budget']['iterations']} iterations, seeds {data['meta']['seeds']}")
     bar_plot(rows, classes, title, out / "compare.png")
     curves_plot(rows, title, out / "curves.png")
-    return rows
+
+
+def rerender(compare_json: Path) -> None:
+    """Rewrite a comparison's four outputs, beside ``compare_json``, from the run records it holds:
+    its rows aggregated again by today's rules (e.g. the convergence column), its settings, meta
+    (command, date) and verdicts kept. ``python -m sss_nnunet.compare.report COMPARE_JSON ...``"""
+    import json
+
+    data = json.loads(Path(compare_json).read_text())
+    records = [run for row in data["rows"] for run in row.get("runs", [])]
+    data["rows"] = aggregate(data["trainers"], records)
+    write_outputs(Path(compare_json).parent, data)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        rerender(Path(arg))
+        print(f"rewrote the reports beside {arg}")

@@ -191,6 +191,34 @@ def test_convergence_from_the_last_fifth_of_the_pseudo_dice(ema, converged):
     assert stats.converged({"stats": {"curves": {"ema_fg_dice": ema}}}) is converged
 
 
+def _curve(values, n=20, noise=0.0, seed=0):
+    return list(np.asarray(values, float) + noise * np.random.default_rng(seed).standard_normal(n))
+
+
+def test_convergence_reads_the_per_epoch_pseudo_dice_not_its_lagging_ema():
+    flat = _curve(np.minimum(np.linspace(0.2, 1.8, 20), 0.9), noise=0.01)  # flat at 0.9 from epoch 9 on
+    ema = [flat[0]]
+    for v in flat[1:]:
+        ema.append(0.9 * ema[-1] + 0.1 * v)  # nnU-Net's EMA still climbs by > 0.05 over the last fifth
+    assert ema[-1] - ema[-5] > 0.05
+    assert stats.converged({"stats": {"curves": {"mean_fg_dice": flat, "ema_fg_dice": ema}}}) is True
+    rising = _curve(np.linspace(0.2, 0.9, 20), noise=0.01)  # +0.035 per epoch to the end
+    assert stats.converged({"stats": {"curves": {"mean_fg_dice": rising, "ema_fg_dice": ema}}}) is False
+
+
+def test_a_rise_within_the_epoch_to_epoch_noise_is_unclear_not_a_verdict():
+    jumpy = [0.5] * 12 + [0.3, 0.9, 0.2, 0.95, 0.4, 0.3, 0.95, 0.6]  # a line through the last 8: +0.10 per fifth
+    rise, se = stats.pseudo_dice_rise(jumpy)
+    assert rise == pytest.approx(0.10) and rise > stats.CONVERGENCE_RISE and rise < 2 * se
+    rows = [{"seed": s, "stats": {"curves": {"mean_fg_dice": c}}}
+            for s, c in enumerate([_curve(np.full(20, 0.9)), _curve(np.linspace(0.2, 0.9, 20)), jumpy])]
+    assert [stats.converged(r) for r in rows] == [True, False, None]
+    from sss_nnunet.compare.report import convergence_text
+    assert convergence_text(rows) == "not converged (seed 1); unclear (seed 2)"
+    assert convergence_text(rows[:1]) == "yes"
+    assert stats.pseudo_dice_rise([0.5, 0.6]) is None
+
+
 def test_unknown_recipe_and_unplannable_plans_are_one_line_errors(tmp_path, monkeypatch):
     from sss_nnunet.compare import cli
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 
 import pytest
 
@@ -81,6 +82,29 @@ def test_report_mean_and_sd_over_seeds_and_failed_rows(tmp_path):
     assert [r["trainer"] for r in data["rows"]] == ["A", "B"]
     for png in ("compare.png", "curves.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerender_rewrites_the_reports_from_the_records_by_todays_rules(tmp_path):
+    records = [_record("A", 0, (0.9, 0.7)), _record("A", 1, (0.8, 0.5))]
+    for r in records:  # the per-epoch pseudo Dice flat since epoch 5: converged
+        r["stats"]["curves"]["mean_fg_dice"] = [0.2, 0.4, 0.6, 0.8] + [0.9] * 6
+    settings = {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
+                "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
+    report.write_report(tmp_path, settings, ["A"], [0, 1], records, "sss-nnunet compare -d 1")
+    data = json.loads((tmp_path / "compare.json").read_text())
+    data["rows"][0]["aggregate"]["convergence"] = "written by an older rule"
+    data["meta"]["date"] = "2026-01-01 00:00 UTC"
+    (tmp_path / "compare.json").write_text(json.dumps(data))
+    (tmp_path / "compare.md").write_text("old")
+    res = subprocess.run([sys.executable, "-m", "sss_nnunet.compare.report", str(tmp_path / "compare.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    new = json.loads((tmp_path / "compare.json").read_text())
+    assert new["rows"][0]["aggregate"]["convergence"] == "yes"
+    assert new["meta"]["date"] == "2026-01-01 00:00 UTC" and new["rows"][0]["runs"] == data["rows"][0]["runs"]
+    md = (tmp_path / "compare.md").read_text()
+    assert "2026-01-01 00:00 UTC" in md and "sss-nnunet compare -d 1" in md
+    assert "yes" in next(line for line in md.splitlines() if line.startswith("| A |"))
 
 
 def _compare(*args, env=None) -> subprocess.CompletedProcess:
