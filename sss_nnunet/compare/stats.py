@@ -27,7 +27,7 @@ MIN_CASES = 5
 N_BOOT = 10_000
 BOOT_SEED = 20240  # fixed: the same records give the same interval
 METRICS = {"dice": 1.0, "hd95": -1.0}  # sign: +1 larger is better, -1 smaller is better
-CONVERGENCE_RISE = 0.02  # rise of the mean pseudo Dice over the last fifth of the epochs that counts as still learning
+CONVERGENCE_RISE = 0.02  # pseudo-Dice rise per fifth of the epochs that counts as still learning
 
 
 def bootstrap_ci(diffs: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float, float]:
