@@ -273,9 +273,24 @@ def rerender(compare_json: Path) -> None:
     write_outputs(Path(compare_json).parent, data)
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    import argparse
 
-    for arg in sys.argv[1:]:
-        rerender(Path(arg))
-        print(f"rewrote the reports beside {arg}")
+    parser = argparse.ArgumentParser(prog="python -m sss_nnunet.compare.report",
+                                     description="Redraw compare.md, compare.json and the plots of finished "
+                                                 "comparisons from the run records in their compare.json.")
+    parser.add_argument("compare_json", nargs="+", type=Path, help="a compare.json of sss-nnunet compare")
+    args = parser.parse_args(argv)
+    for path in args.compare_json:
+        try:
+            rerender(path)
+        except (OSError, ValueError) as e:
+            parser.error(f"{path}: cannot read it ({e})")
+        except (KeyError, TypeError, AttributeError) as e:
+            parser.error(f"{path}: not a compare.json of sss-nnunet compare (missing or malformed {e})")
+        print(f"rewrote the reports beside {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

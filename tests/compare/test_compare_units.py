@@ -105,6 +105,11 @@ def test_rerender_rewrites_the_reports_from_the_records_by_todays_rules(tmp_path
     md = (tmp_path / "compare.md").read_text()
     assert "2026-01-01 00:00 UTC" in md and "sss-nnunet compare -d 1" in md
     assert "yes" in next(line for line in md.splitlines() if line.startswith("| A |"))
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    for bad, words in (("missing.json", "cannot read it"), ("other.json", "not a compare.json")):
+        res = subprocess.run([sys.executable, "-m", "sss_nnunet.compare.report", str(tmp_path / bad)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and words in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
 
 
 def _compare(*args, env=None) -> subprocess.CompletedProcess:
