@@ -142,7 +142,7 @@ def check_plans_available(name: str, plans_list: list[str], env: dict) -> None:
 
 def ensure_plans(dataset_id: int, name: str, configuration: str, plans: str, env: dict, out: Path) -> None:
     """Plan and preprocess with the stock commands when needed; a configuration the plans lack is an error."""
-    from sss_nnunet.compare.runner import run_logged
+    from sss_nnunet.compare.children import run_logged
 
     check_plans_available(name, [plans], env)
     pre_root = env["nnUNet_preprocessed"]

@@ -153,7 +153,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
 
 
 def test_failure_message_is_the_real_exception_not_the_dataloader_follow_up(tmp_path):
-    from sss_nnunet.compare.runner import error_summary
+    from sss_nnunet.compare.children import error_summary
 
     log = tmp_path / "train.log"
     log.write_text("$ nnUNetv2_train ...\nTraceback (most recent call last):\n  File x\n"
@@ -165,12 +165,12 @@ def test_failure_message_is_the_real_exception_not_the_dataloader_follow_up(tmp_
 
 
 def test_eta_extrapolates_the_training_and_counts_prediction(monkeypatch):
-    from sss_nnunet.compare import runner
+    from sss_nnunet.compare import children
 
     clock = [0.0]
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(children.time, "perf_counter", lambda: clock[0])
     lines: list[str] = []
-    p = runner.Progress(n_runs=3, epochs=4, print_fn=lines.append)
+    p = children.Progress(n_runs=3, epochs=4, print_fn=lines.append)
     p.start_run()
     assert p.eta() == "ETA ?"
     clock[0] = 10.0
