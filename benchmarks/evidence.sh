@@ -23,15 +23,20 @@
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
 #   c3d-sss      991 context 3d_fullres: the same four; sss
 #   c3d-nnunet   991 context 3d_fullres: the same four; nnunet
-#   mni-sss      992 mni152 3d_fullres:  the same four; sss (needs pip install '.[datasets]')
+#   mni-sss      992 mni152 3d_fullres:  the same four; sss, 250 iterations (needs pip install '.[datasets]')
+#   mni-nnunet   992 mni152 3d_fullres:  the same four; nnunet, 250 iterations (the second set under nnU-Net's
+#                recipe: ~2.3 h on 2 cores against ~4 h for c2d-nnunet)
 #   demo-sss     990 demo 3d_fullres:    the same four; sss, 500 iterations (at 250 under its own SGD recipe
 #                nnUNetTrainer had not yet learnt the spleen and the gallbladder)
-#   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss
-#   ladder-c3d   991: the same ladder; sss
-#   ladder-demo  990: the same ladder; sss
+#   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss, 250
+#                iterations: at 500 both networks of c2d-sss reach 0.99 on every class, a ceiling no rung
+#                can rise above (~10 min per run, 27 runs: ~4.5 h)
+#   ladder-c3d   991: the same ladder; sss, 500 iterations
+#   ladder-demo  990: the same ladder; sss, 500 iterations
 # Ladder pieces run rung by rung (each rung's seeds before the next rung, so an interrupted session
-# leaves whole rungs), reuse the nnUNetTrainer and SSSTrainer runs of the same set's sss piece (same
-# budget and recipe) and end with one compare over all rows that writes the table (it skips every run).
+# leaves whole rungs), reuse the nnUNetTrainer and SSSTrainer runs of the same set's sss piece where it
+# has the same budget (c3d, demo) and end with one compare over all rows that writes the table (it
+# skips every run).
 # Rung-to-rung differences: python benchmarks/ladder_summary.py $WORK/ladder_c3d
 # Across machines and sessions (run folders lost): each piece's reports go to ARCHIVE/<piece>/ (compare.md,
 # compare.json with every run record, the plots; a ladder rung's compare.json to ARCHIVE/<piece>/rungs/),
@@ -111,15 +116,15 @@ reuse() {  # from to rows...: copy finished runs of the same budget and recipe f
   done
 }
 
-ladder() {  # out from dataset config: the ladder rung by rung, then the whole table
-  local out=$1 from=$2 id=$3 config=$4 rung
-  reuse "$from" "$out" nnUNetTrainer__sss SSSTrainer__sss
+ladder() {  # out from dataset config iterations: the ladder rung by rung, then the whole table
+  local out=$1 from=$2 id=$3 config=$4 iters=$5 rung
+  [ -z "$from" ] || reuse "$from" "$out" nnUNetTrainer__sss SSSTrainer__sss  # from: same budget and recipe
   # shellcheck disable=SC2206
   local rungs=(${RUNGS:-${LADDER[@]:1}})
   for rung in "${rungs[@]}"; do
-    RUNG=$rung piece "$out" "$id" "$config" 500 sss nnUNetTrainer "$rung"
+    RUNG=$rung piece "$out" "$id" "$config" "$iters" sss nnUNetTrainer "$rung"
   done
-  piece "$out" "$id" "$config" 500 sss "${LADDER[@]}"
+  piece "$out" "$id" "$config" "$iters" sss "${LADDER[@]}"
 }
 
 run_piece() {
@@ -129,14 +134,16 @@ run_piece() {
     c3d-sss)    dataset context 991; piece c3d_sss 991 3d_fullres 500 sss "${NETS[@]}" ;;
     c3d-nnunet) dataset context 991; piece c3d_nnunet 991 3d_fullres 500 nnunet "${NETS[@]}" ;;
     mni-sss)    dataset mni152 992; piece mni_sss 992 3d_fullres 250 sss "${NETS[@]}" ;;
+    mni-nnunet) dataset mni152 992; piece mni_nnunet 992 3d_fullres 250 nnunet "${NETS[@]}" ;;
     demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 500 sss "${NETS[@]}" ;;
-    ladder-c2d) dataset context2d 993; ladder ladder_c2d c2d_sss 993 2d ;;
-    ladder-c3d) dataset context 991; ladder ladder_c3d c3d_sss 991 3d_fullres ;;
-    ladder-demo) dataset demo 990; ladder ladder_demo demo_sss 990 3d_fullres ;;
+    ladder-c2d) dataset context2d 993; ladder ladder_c2d "" 993 2d 250 ;;
+    ladder-c3d) dataset context 991; ladder ladder_c3d c3d_sss 991 3d_fullres 500 ;;
+    ladder-demo) dataset demo 990; ladder ladder_demo demo_sss 990 3d_fullres 500 ;;
     *) echo "evidence: unknown piece '$1'" >&2; exit 2 ;;
   esac
 }
 
 PIECES=("$@")
-[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss demo-sss ladder-c2d ladder-c3d ladder-demo)
+[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss mni-nnunet demo-sss ladder-c2d ladder-c3d
+                                ladder-demo)
 for p in "${PIECES[@]}"; do run_piece "$p"; done

@@ -53,7 +53,8 @@ def test_ladder_runs_rung_by_rung_then_the_whole_table_and_reuses_the_sss_piece(
     assert not (dst / "nnUNetTrainer__sss").exists()
 
 
-@pytest.mark.parametrize(("piece", "dataset", "recipe"), [("c3d-nnunet", "991", "nnunet"), ("demo-sss", "990", "sss")])
+@pytest.mark.parametrize(("piece", "dataset", "recipe"), [("c3d-nnunet", "991", "nnunet"), ("demo-sss", "990", "sss"),
+                                                       ("mni-nnunet", "992", "nnunet")])
 def test_four_row_pieces(tmp_path, piece, dataset, recipe):
     proc, calls = _run(tmp_path, piece)
     assert proc.returncode == 0, proc.stderr
@@ -104,3 +105,14 @@ def test_rungs_picks_the_ladders_rungs_and_their_order(tmp_path):
     rows = [c.split(" -tr ")[1].split(" --recipe")[0] for c in calls if c.startswith("compare")]
     assert rows[:2] == ["nnUNetTrainer SSSTrainer_L4", "nnUNetTrainer SSSTrainer_L1"] and len(rows) == 3
     assert rows[2].startswith("nnUNetTrainer SSSTrainer_L0 ")  # the whole table as before
+
+
+def test_the_2d_ladder_runs_below_the_ceiling_and_reuses_nothing_of_a_longer_piece(tmp_path):
+    src = tmp_path / "work" / "c2d_sss" / "runs" / "seed0" / "SSSTrainer__sss"
+    src.mkdir(parents=True)  # a 500-iteration run of the c2d-sss piece: another budget
+    (src / "result.json").write_text(json.dumps({"status": "ok"}))
+    proc, calls = _run(tmp_path, "ladder-c2d", RUNGS="SSSTrainer_L0")
+    assert proc.returncode == 0, proc.stderr
+    compares = [c for c in calls if c.startswith("compare")]
+    assert len(compares) == 2 and all("-d 993 " in c and "--iterations 250 " in c for c in compares)
+    assert not (tmp_path / "work" / "ladder_c2d" / "runs").exists()
