@@ -23,7 +23,8 @@
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
 #   c3d-sss      991 context 3d_fullres: the same four; sss
 #   c3d-nnunet   991 context 3d_fullres: the same four; nnunet
-#   mni-sss      992 mni152 3d_fullres:  the same four; sss, 250 iterations (needs pip install '.[datasets]')
+#   mni-sss      992 mni152 3d_fullres:  the same four; sss, 250 iterations (needs pip install '.[datasets]';
+#                2026-12-07: 128 min for 12 runs, PlainConvUNet ~9-11 min, ResEnc M ~13-15, RWKV-SSS ~7-9)
 #   mni-nnunet   992 mni152 3d_fullres:  the same four; nnunet, 250 iterations (the second set under nnU-Net's
 #                recipe: ~2.3 h on 2 cores against ~4 h for c2d-nnunet)
 #   demo-sss     990 demo 3d_fullres:    the same four; sss, 500 iterations (at 250 under its own SGD recipe
