@@ -149,7 +149,7 @@ def pseudo_dice_rise(per_epoch: list[float | None]) -> tuple[float, float] | Non
     xc = x - x.mean()
     slope = float(xc @ (y - y.mean()) / (xc @ xc))
     resid = y - y.mean() - slope * xc
-    se = math.sqrt(float(resid @ resid) / (m - 2) / float(xc @ xc)) if m > 2 else math.inf
+    se = math.sqrt(float(resid @ resid) / (m - 2) / float(xc @ xc))  # m >= 3: one degree of freedom at least
     fifth = len(vals) / 5
     return slope * fifth, se * fifth
 

@@ -191,8 +191,9 @@ def test_convergence_from_the_last_fifth_of_the_pseudo_dice(ema, converged):
     assert stats.converged({"stats": {"curves": {"ema_fg_dice": ema}}}) is converged
 
 
-def _curve(values, n=20, noise=0.0, seed=0):
-    return list(np.asarray(values, float) + noise * np.random.default_rng(seed).standard_normal(n))
+def _curve(values, noise=0.0, seed=0):
+    values = np.asarray(values, float)
+    return list(values + noise * np.random.default_rng(seed).standard_normal(len(values)))
 
 
 def test_convergence_reads_the_per_epoch_pseudo_dice_not_its_lagging_ema():

@@ -63,6 +63,11 @@ def _record(trainer, seed, dice, status="ok"):
             "summary": {"classes": classes, "mean": {"dice": sum(dice) / 2, "hd95": 4.0}}}
 
 
+def _settings() -> dict:
+    return {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
+            "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
+
+
 def test_report_mean_and_sd_over_seeds_and_failed_rows(tmp_path):
     records = [_record("A", 0, (0.9, 0.7)), _record("A", 1, (0.8, 0.5)), _record("B", 0, None, "failed")]
     rows = report.aggregate(["A", "B"], records)
@@ -72,8 +77,7 @@ def test_report_mean_and_sd_over_seeds_and_failed_rows(tmp_path):
     assert a["aggregate"]["dice"]["1"]["sd"] == pytest.approx(math.sqrt(2) * 0.05)
     assert a["aggregate"]["mean_dice"]["mean"] == pytest.approx(0.725)
     assert b["aggregate"] == {} and "FAILED at train (RuntimeError: a / b)" in b["status"] and "/x/B.log" in b["status"]
-    settings = {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
-                "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
+    settings = _settings()
     rows = report.write_report(tmp_path, settings, ["A", "B"], [0, 1], records, "sss-nnunet compare ...")
     md = (tmp_path / "compare.md").read_text()
     row_a = next(line for line in md.splitlines() if line.startswith("| A |"))
@@ -88,8 +92,7 @@ def test_rerender_rewrites_the_reports_from_the_records_by_todays_rules(tmp_path
     records = [_record("A", 0, (0.9, 0.7)), _record("A", 1, (0.8, 0.5))]
     for r in records:  # the per-epoch pseudo Dice flat since epoch 5: converged
         r["stats"]["curves"]["mean_fg_dice"] = [0.2, 0.4, 0.6, 0.8] + [0.9] * 6
-    settings = {"dataset": "Dataset1_X", "configuration": "3d_fullres", "fold": "0", "plans": "nnUNetPlans",
-                "budget": Budget.split(10, 5, 1).as_dict(), "device": "cpu", "deterministic": False, "tta": True}
+    settings = _settings()
     report.write_report(tmp_path, settings, ["A"], [0, 1], records, "sss-nnunet compare -d 1")
     data = json.loads((tmp_path / "compare.json").read_text())
     data["rows"][0]["aggregate"]["convergence"] = "written by an older rule"
