@@ -2,11 +2,15 @@
 
     python benchmarks/ladder_summary.py OUT [--metric dice|hd95] [--plot ladder.png]
     python benchmarks/ladder_summary.py docs/evidence/ladder_c3d/compare.json docs/evidence/ladder_c3d/rungs/*.json
+    python benchmarks/ladder_summary.py --rule docs/evidence/ladder_c3d docs/evidence/ladder_c2d
 
 OUT: an ``sss-nnunet compare`` folder of ladder rows (``benchmarks/evidence.sh ladder-c3d``), read
 from its run records (``OUT/runs/seedS/ROW/result.json``), so rungs still missing leave gaps; or
 compare.json files, whose rows hold the same records (the committed evidence, no run folder needed;
-a run found twice counts once). Rungs ``sss_nnunet.trainers.LADDER`` (SSSTrainer_L0 ... L6, then
+a run found twice counts once); a folder's compare.json and rungs/*.json are read too.
+``--rule``: each source one set; per rung its difference to the rung below on every set and issue
+23's rule for defaults (a mechanism stays on unless its removal is better on two sets).
+Rungs ``sss_nnunet.trainers.LADDER`` (SSSTrainer_L0 ... L6, then
 SSSTrainer), each the previous plus one mechanism; per rung: mean over seeds of the class-averaged
 metric, and the paired difference to the previous finished rung with its bootstrap interval and
 verdict (``sss_nnunet.compare.stats``, the same statistics as compare's verdicts against the
@@ -30,8 +34,11 @@ BASELINE = "nnUNetTrainer"
 
 
 def _records(source: Path) -> list[dict]:
-    if source.is_dir():
-        return [json.loads(p.read_text()) for p in sorted(source.glob("runs/seed*/*/result.json"))]
+    if source.is_dir():  # a compare --out folder and / or an archive folder (compare.json, rungs/*.json)
+        runs = [json.loads(p.read_text()) for p in sorted(source.glob("runs/seed*/*/result.json"))]
+        for report in [source / "compare.json", *sorted(source.glob("rungs/*.json"))]:
+            runs += _records(report) if report.is_file() else []
+        return runs
     return [run for row in json.loads(source.read_text()).get("rows", []) for run in row.get("runs", [])]
 
 
@@ -48,14 +55,56 @@ def load(*sources: Path) -> dict[str, list[dict]]:
     return runs
 
 
-def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
+def _compare(mine: list[dict], base: list[dict], metric: str) -> tuple[float, float, float, str] | None:
+    """(mean, lo, hi, verdict) of the paired per-case difference mine - base; None without shared runs."""
     diffs, seeds = paired_differences(mine, base, metric)
     if len(diffs) == 0:
-        return "–"
+        return None
     mean, lo, hi = bootstrap_ci(diffs)
+    return mean, lo, hi, verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))
+
+
+def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
+    found = _compare(mine, base, metric)
+    if found is None:
+        return "–"
+    mean, lo, hi, v = found
     digits = 3 if metric == "dice" else 1
-    return (f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] "
-            f"**{verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))}**")
+    return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] **{v}**"
+
+
+def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[str, dict[str, bool]]:
+    """Issue 23's rule for defaults over several sets (name -> trainer -> run records): a rung's mechanism
+    stays on (the paper's design) unless removing it is better, i.e. the rung is **behind** the rung
+    directly below it with an interval that excludes 0, on at least two sets. A rung compared across a
+    gap (the rung below not run on that set) spans two mechanisms and counts for neither. Returns the
+    markdown table and rung name -> on (True) / off (False)."""
+    names = list(sets)
+    lines = [f"| rung | adds | {' | '.join(names)} | removal better on | default by the rule |",
+             "|---|---|" + "---|" * len(names) + "---|---|"]
+    decision = {}
+    for i, trainer in enumerate(LADDER[1:], start=1):
+        name, below = trainer.__name__, LADDER[i - 1].__name__
+        cells, better, counted = [], [], 0
+        for set_name, runs in sets.items():
+            previous = next((t.__name__ for t in reversed(LADDER[:i]) if runs.get(t.__name__)), None)
+            found = _compare(runs.get(name, []), runs.get(previous, []), metric) if previous else None
+            if found is None:
+                cells.append("not run")
+                continue
+            mean, lo, hi, v = found
+            digits = 3 if metric == "dice" else 1
+            cell = f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {v}"
+            if previous != below:
+                cell += f" (vs {previous}: spans {below}, not counted)"
+            else:
+                counted += 1
+                better += [set_name] if v == "behind" else []
+            cells.append(cell)
+        decision[name] = len(better) < 2
+        default = "**off**" if not decision[name] else "on" if counted >= 2 else f"on (measured on {counted} set(s))"
+        lines.append(f"| {name} | {_adds(trainer)} | {' | '.join(cells)} | {', '.join(better) or '–'} | {default} |")
+    return "\n".join(lines), decision
 
 
 def _per_seed(records: list[dict], metric: str) -> list[float]:
@@ -68,16 +117,22 @@ def _mean_sd(records: list[dict], metric: str) -> str:
     return f"{np.mean(per_seed):.{digits}f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0:.{digits}f}"
 
 
+def _adds(trainer: type) -> str:
+    """What a rung adds, from its docstring."""
+    if trainer.__name__ == "SSSTrainer_L0":
+        return "plain Vision-RWKV in the same U-Net"
+    if trainer.__name__ == "SSSTrainer":
+        return "+ DySample (the paper's network)"
+    return (trainer.__doc__ or "").split("=", 1)[-1].split("(")[0].strip(" .\n")
+
+
 def table(runs: dict[str, list[dict]], metric: str = "dice") -> str:
     lines = [f"| rung | adds | seeds | mean {metric} | Δ vs previous finished rung [95 % CI] | Δ vs {BASELINE} |",
              "|---|---|---|---|---|---|"]
     previous = None
     for trainer in LADDER:
         name = trainer.__name__
-        doc = (trainer.__doc__ or "").split("=", 1)[-1].split("(")[0].strip(" .\n") if name != "SSSTrainer_L0" \
-            else "plain Vision-RWKV in the same U-Net"
-        if name == "SSSTrainer":
-            doc = "+ DySample (the paper's network)"
+        doc = _adds(trainer)
         mine = runs.get(name, [])
         if not mine:
             lines.append(f"| {name} | {doc} | 0 | not run | – | – |")
@@ -140,11 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sources", type=Path, nargs="+", metavar="OUT_OR_COMPARE_JSON")
     ap.add_argument("--metric", choices=sorted(METRICS), default="dice")
     ap.add_argument("--plot", type=Path, default=None, metavar="PNG")
+    ap.add_argument("--rule", action="store_true",
+                    help="each source is one set (a folder: compare --out and / or an archive with compare.json "
+                         "and rungs/); print issue 23's rule for defaults over the sets")
     args = ap.parse_args(argv)
     missing = [str(s) for s in args.sources if not s.exists()]
     if missing:
         print(f"ladder_summary: {missing[0]}: no such folder or file", file=sys.stderr)
         return 2
+    if args.rule:
+        sets = {(s.name if s.is_dir() else s.stem): load(s) for s in args.sources}
+        empty = [name for name, runs in sets.items() if not runs]
+        if empty or len(sets) < len(args.sources):
+            why = f"{empty[0]}: no finished runs" if empty else "two sources share a name"
+            print(f"ladder_summary: {why}", file=sys.stderr)
+            return 2
+        print(rule(sets, args.metric)[0])
+        return 0
     runs = load(*args.sources)
     if not runs:
         where = ", ".join(str(s) for s in args.sources)

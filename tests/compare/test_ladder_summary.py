@@ -67,3 +67,51 @@ def test_compare_json_files_give_the_same_table_and_a_plot(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
     assert ladder_summary.main([str(tmp_path / "gone.json")]) == 2
     assert "gone.json: no such folder or file" in capsys.readouterr().err
+
+
+def test_rule_for_defaults_needs_a_better_removal_on_two_sets(tmp_path, capsys):
+    """L3 behind L2 on both sets -> its mechanism off; L4 behind L3 on one set only -> on; L6 against L4
+    across the gap of the unrun L5 -> shown but not counted."""
+    base = [0.50, 0.60, 0.55, 0.70, 0.65, 0.58]
+    wobble = [0.01 if i % 2 else -0.01 for i in range(len(base))]
+    sets = {"one": tmp_path / "one", "two": tmp_path / "two"}
+    for name, folder in sets.items():
+        for seed in range(3):
+            _write(folder, "SSSTrainer_L2", seed, [d + 0.2 for d in base])
+            _write(folder, "SSSTrainer_L3", seed, [d + 0.1 for d in base])  # clearly worse than L2: on both sets
+            l4 = [d + 0.1 - 0.05 for d in base] if name == "one" else [d + 0.1 + w for d, w in zip(base, wobble)]
+            _write(folder, "SSSTrainer_L4", seed, l4)  # worse than L3 on set one only
+            _write(folder, "SSSTrainer_L6", seed, [d - 0.3 for d in base])  # far worse, but vs L4 across L5
+    assert ladder_summary.main(["--rule", str(sets["one"]), str(sets["two"])]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["SSSTrainer_L3"][1:] == ["-0.100 [-0.100, -0.100] behind"] * 2 + ["one, two", "**off**"]
+    assert rows["SSSTrainer_L4"][3:] == ["one", "on"]
+    assert "spans SSSTrainer_L5, not counted" in rows["SSSTrainer_L6"][1]
+    assert rows["SSSTrainer_L6"][3:] == ["–", "on (measured on 0 set(s))"]
+    assert rows["SSSTrainer_L5"][1:3] == ["not run", "not run"]
+    table, decision = ladder_summary.rule({n: ladder_summary.load(f) for n, f in sets.items()})
+    assert decision["SSSTrainer_L3"] is False and decision["SSSTrainer_L4"] is True
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert ladder_summary.main(["--rule", str(sets["one"]), str(empty)]) == 2
+    assert "empty: no finished runs" in capsys.readouterr().err
+
+
+def test_an_archive_folder_reads_its_compare_json_and_rungs(tmp_path, capsys):
+    base = [0.50, 0.60, 0.55, 0.70, 0.65, 0.58]
+    runs = tmp_path / "runs_out"
+    for seed in range(3):
+        _write(runs, "nnUNetTrainer", seed, base)
+        _write(runs, "SSSTrainer_L0", seed, [d + 0.05 for d in base])
+    records = {t: [json.loads(p.read_text()) for p in sorted(runs.glob(f"runs/seed*/{t}__sss/result.json"))]
+               for t in ("nnUNetTrainer", "SSSTrainer_L0")}
+    archive = tmp_path / "archive"
+    (archive / "rungs").mkdir(parents=True)
+    (archive / "compare.json").write_text(json.dumps({"rows": [{"runs": records["nnUNetTrainer"]}]}))
+    (archive / "rungs" / "SSSTrainer_L0.json").write_text(json.dumps({"rows": [{"runs": records["SSSTrainer_L0"]}]}))
+    assert ladder_summary.main([str(runs)]) == 0
+    from_runs = capsys.readouterr().out
+    assert ladder_summary.main([str(archive)]) == 0
+    assert capsys.readouterr().out == from_runs
+    assert "+0.050 [+0.050, +0.050] **ahead**" in from_runs
