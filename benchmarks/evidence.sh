@@ -17,7 +17,9 @@
 # prediction each), so a 2-row x 3-seed piece takes ~55 min and a 4-row piece about 2 h. On 993 context2d 2d
 # (256 x 256, 7 stages, batch 2; 2026-12-06): nnUNetTrainer ~13 min of training (35 s per 25-iteration epoch),
 # SSSTrainer ~19 min (52-55 s), ResEnc M ~23 min (68 s), + ~0.5 min prediction: the 4-row c2d piece ~4 h.
-# All pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or on a GPU.
+# All pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or on a GPU. Measured
+# hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 7 pieces,
+# 74 finished runs: 15.8 h of wall time, some runs beside tests; the 5 pieces without ladders 11.6 h).
 # Pieces (dataset, configuration, rows, recipe; results in docs/results.md):
 #   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe

@@ -2,6 +2,7 @@
 
     python benchmarks/evidence_summary.py WORK            # WORK: evidence.sh's folder (default ./sss_evidence)
     python benchmarks/evidence_summary.py WORK --plain    # one plain sentence per verdict (README)
+    python benchmarks/evidence_summary.py docs/evidence --time   # measured hours per piece, and in all
 
 Reads every ``WORK/*/compare.json`` (one ``sss-nnunet compare`` run each) and prints, per piece, the
 dataset, configuration, budget, recipe(s), seeds, and a table: mean Dice ± sd over seeds, whether
@@ -73,14 +74,59 @@ def plain_sentences(name: str, data: dict) -> list[str]:
     return out
 
 
+def piece_runs(folder: Path) -> list[tuple[tuple, dict]]:
+    """The finished run records of one piece, each with its identity (dataset, iterations, trainer,
+    plans, recipe, seed): its compare.json and, for a ladder, rungs/*.json (a run in several reports
+    counts once)."""
+    runs, seen = [], set()
+    for report in [folder / "compare.json", *sorted(folder.glob("rungs/*.json"))]:
+        if not report.is_file():
+            continue
+        data = json.loads(report.read_text())
+        where = (data["settings"]["dataset"], data["settings"]["budget"]["iterations"])
+        for row in data.get("rows", []):
+            for r in row.get("runs", []):
+                key = (*where, r.get("trainer"), r.get("plans"), r.get("recipe"), r.get("seed"))
+                if r.get("status") == "ok" and key not in seen:
+                    seen.add(key)
+                    runs.append((key, r))
+    return runs
+
+
+def time_table(folders: list[Path]) -> str:
+    """Per piece: finished runs and their measured wall time (training + prediction of the test
+    cases, as recorded by compare), in hours. A run that a ladder reuses from its set's piece (same
+    data, budget and recipe) counts for the piece listed first only; the last line sums the pieces."""
+    lines = ["| piece | finished runs | of them reused | training h | prediction h | total h |",
+             "|---|---|---|---|---|---|"]
+    seen: set[tuple] = set()
+    totals = [0, 0.0, 0.0]
+    for folder in folders:
+        runs = piece_runs(folder)
+        own = [r for key, r in runs if key not in seen]
+        seen.update(key for key, _ in runs)
+        train = sum(r.get("train_wall_seconds") or 0.0 for r in own) / 3600
+        predict = sum((r.get("predict") or {}).get("wall_seconds") or 0.0 for r in own) / 3600
+        totals = [totals[0] + len(own), totals[1] + train, totals[2] + predict]
+        lines.append(f"| {folder.name} | {len(runs)} | {len(runs) - len(own)} | {train:.2f} | {predict:.2f} | "
+                     f"{train + predict:.2f} |")
+    lines.append(f"| all | {totals[0]} | – | {totals[1]:.2f} | {totals[2]:.2f} | {totals[1] + totals[2]:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("work", type=Path, nargs="?", default=Path("sss_evidence"))
     parser.add_argument("--plain", action="store_true", help="plain sentences, one per verdict")
+    parser.add_argument("--time", action="store_true",
+                        help="measured hours per piece (training + prediction of every finished run) and in all")
     args = parser.parse_args(argv)
     pieces = sorted(p for p in args.work.glob("*/compare.json"))
     if not pieces:
         parser.error(f"no */compare.json under {args.work}")
+    if args.time:
+        print(time_table([p.parent for p in pieces]))
+        return 0
     for path in pieces:
         data = json.loads(path.read_text())
         if args.plain:
