@@ -261,16 +261,24 @@ def write_outputs(out: Path, data: dict) -> None:
     curves_plot(rows, title, out / "curves.png")
 
 
-def rerender(compare_json: Path) -> None:
+def rerender(compare_json: Path) -> bool:
     """Rewrite a comparison's four outputs, beside ``compare_json``, from the run records it holds:
     its rows aggregated again by today's rules (e.g. the convergence column), its settings, meta
-    (command, date) and verdicts kept. ``python -m sss_nnunet.compare.report COMPARE_JSON ...``"""
+    (command, date) and verdicts kept. ``python -m sss_nnunet.compare.report COMPARE_JSON ...``
+    A report under another name (an archived ladder rung, ``rungs/SSSTrainer_L4.json``) is rewritten
+    in place, alone: the folder's compare.md and plots belong to its compare.json. Returns whether
+    the other three outputs were written."""
     import json
 
-    data = json.loads(Path(compare_json).read_text())
+    path = Path(compare_json)
+    data = json.loads(path.read_text())
     records = [run for row in data["rows"] for run in row.get("runs", [])]
     data["rows"] = aggregate(data["trainers"], records)
-    write_outputs(Path(compare_json).parent, data)
+    if path.name == "compare.json":
+        write_outputs(path.parent, data)
+        return True
+    atomic_write_json(path, data)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.compare_json:
         try:
-            rerender(path)
+            alone = not rerender(path)
         except (OSError, ValueError) as e:
             parser.error(f"{path}: cannot read it ({e})")
         except (KeyError, TypeError, AttributeError) as e:
             parser.error(f"{path}: not a compare.json of sss-nnunet compare (missing or malformed {e})")
-        print(f"rewrote the reports beside {path}")
+        print(f"rewrote {path} alone (not named compare.json)" if alone else f"rewrote the reports beside {path}")
     return 0
 
 

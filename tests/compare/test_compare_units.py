@@ -108,6 +108,16 @@ def test_rerender_rewrites_the_reports_from_the_records_by_todays_rules(tmp_path
     md = (tmp_path / "compare.md").read_text()
     assert "2026-01-01 00:00 UTC" in md and "sss-nnunet compare -d 1" in md
     assert "yes" in next(line for line in md.splitlines() if line.startswith("| A |"))
+    rung = tmp_path / "rungs" / "SSSTrainer_L4.json"  # an archived ladder rung: rewritten in place, alone
+    rung.parent.mkdir()
+    rung.write_text(json.dumps(data))
+    (tmp_path / "compare.md").write_text("the folder's own report")
+    res = subprocess.run([sys.executable, "-m", "sss_nnunet.compare.report", str(rung)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "alone" in res.stdout, res.stderr
+    assert json.loads(rung.read_text())["rows"][0]["aggregate"]["convergence"] == "yes"
+    assert sorted(p.name for p in rung.parent.iterdir()) == ["SSSTrainer_L4.json"]
+    assert (tmp_path / "compare.md").read_text() == "the folder's own report"
     (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
     for bad, words in (("missing.json", "cannot read it"), ("other.json", "not a compare.json")):
         res = subprocess.run([sys.executable, "-m", "sss_nnunet.compare.report", str(tmp_path / bad)],
