@@ -157,7 +157,7 @@ def markdown(spec_settings: dict, rows: list[dict], classes: list[tuple[str, str
     b = spec_settings["budget"]
     hd_unit = "mm"
     mem_kinds = {r["aggregate"].get("memory_kind") for r in rows if r["aggregate"]}
-    mem_label = "peak CUDA (GB)" if mem_kinds == {"cuda_max_allocated"} else "peak RSS (GB)"
+    mem_label = "peak CUDA (GiB)" if mem_kinds == {"cuda_max_allocated"} else "peak RSS (GiB)"
     verdict_list = verdict_list or []
     find = {(v["row"], v["metric"]): v for v in verdict_list}
     head = (["trainer", "status", "recipe", "converged", f"Δ Dice vs {meta.get('baseline_label') or 'baseline'} "
