@@ -102,11 +102,13 @@ class RWKVSSS(nn.Module):
             decides which tokens weigh; ablation ``SSSTrainer_decayWindow``).
         mixes: both (default, the paper's Stage-Scan block: a global window-major Bi-WKV mix and a
             local mix on the finer windows) | global | local (ablations ``SSSTrainer_globalOnly`` /
-            ``SSSTrainer_localOnly``). Why ``both``: it is the paper's design, and the earlier
-            ``global`` default came from two-seed runs on 4-stage plans where the global partition was
-            one window at every RWKV stage; no interval-backed comparison shows that removing the
-            local mix helps. It costs parameters (one more SpatialMix per block; figures:
-            ``benchmarks/bench_network.py --counts-only``).
+            ``SSSTrainer_localOnly``). Why ``both``: it is the paper's design, and removing the local
+            mix (``SSSTrainer_globalOnly``, one recipe, 3 seeds, paired against ``both``, 2026-12-06/07)
+            tied on every set: 3D context +0.033 [-0.000, +0.083] (AdamW) and +0.053 [-0.132, +0.212]
+            (SGD), demo -0.000 [-0.004, +0.003], MNI152 +0.001 [-0.000, +0.002]; the ladder's local-mix
+            rung against the rung below it -0.052 [-0.168, +0.033] (3D context). Issue 23's rule turns
+            a mechanism off only where its removal is better on two sets (docs/results.md). It costs
+            parameters (one more SpatialMix per block: ``benchmarks/bench_network.py --counts-only``).
         wkv_pool: k/v pooling factor per stage (default 2^(3-s) at RWKV stage s, at least 1:
             4 at stage 1, 2 at stage 2, then 1); ``pooled_wkv=False`` sets all to 1.
         pos_embed: residual depthwise-conv position signal at the start of every RWKV stage
