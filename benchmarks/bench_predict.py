@@ -1,7 +1,8 @@
 """Full-volume inference time on this CPU: ``nnUNetv2_predict`` with SSSTrainer and nnUNetTrainer, same plans.
 
     python benchmarks/bench_predict.py [--shape 128 256 256] [--patch 64 128 128] [--tta both|on|off]
-                                       [--trainers SSSTrainer nnUNetTrainer] [--onnx] [--workdir DIR]
+                                       [--trainers SSSTrainer nnUNetTrainer] [--onnx] [--floor]
+                                       [--repeats N] [--workdir DIR]
 
 Builds a throw-away nnU-Net workspace: one CT-like volume (``--shape`` voxels, 1 mm spacing, so
 preprocessing does not resample), a plans file whose 3d_fullres configuration is the paper's
@@ -14,8 +15,12 @@ with Gaussian weighting, resampling back, writing the segmentation), with and wi
 mirroring (``--disable_tta``). With ``--onnx`` every model is also exported
 (``sss-nnunet export``) and timed with ``sss-nnunet predict --onnx`` (onnxruntime, CPU).
 Runs of the trainers are interleaved per setting. Prints each time and the ratio to
-nnUNetTrainer's PyTorch time of the same setting. Threads: ``--threads`` (default 2) for PyTorch
-(``nnUNet_def_n_proc``/``OMP_NUM_THREADS``) and onnxruntime.
+nnUNetTrainer's PyTorch time of the same setting. ``--floor`` also times a trainer whose network is
+one 1x1x1 conv (written to a temporary folder on ``nnUNet_extTrainer``): the command's time outside
+the network (start-up, preprocessing, the sliding window's bookkeeping and Gaussian weighting,
+export), and prints each trainer's network share (its time minus the floor) and the ratio of shares.
+``--repeats N``: each command N times (interleaved rounds), the fastest counts. Threads:
+``--threads`` (default 2) for PyTorch (``nnUNet_def_n_proc``/``OMP_NUM_THREADS``) and onnxruntime.
 """
 
 from __future__ import annotations
@@ -111,6 +116,28 @@ def write_untrained_model(results: Path, trainer: str, plans_dict: dict, ds: dic
                folder / "fold_0" / "checkpoint_final.pth")
 
 
+FLOOR = "BenchFloorTrainer"
+FLOOR_SOURCE = f'''"""bench_predict's floor: nnUNetv2_predict with a network of one 1x1x1 conv."""
+import torch.nn as nn
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class {FLOOR}(nnUNetTrainer):
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True):
+        return nn.Conv3d(num_input_channels, num_output_channels, 1)
+'''
+
+
+def add_floor_trainer(folder: Path, env: dict) -> None:
+    """Write the floor trainer's module into ``folder`` and put it on nnUNet_extTrainer (``env`` and ours)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench_floor_trainer.py").write_text(FLOOR_SOURCE)
+    paths = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p] + [str(folder)]
+    env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = os.pathsep.join(paths)
+
+
 def timed(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -127,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trainers", nargs="+", default=["SSSTrainer", "nnUNetTrainer"])
     p.add_argument("--tta", choices=("both", "on", "off"), default="both", help="test-time mirroring settings")
     p.add_argument("--onnx", action="store_true", help="also export each model and time sss-nnunet predict --onnx")
+    p.add_argument("--floor", action="store_true",
+                   help="also time a one-conv network: the time outside the network, and each network's share")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each command (interleaved); the fastest counts")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed afterwards")
     args = p.parse_args(argv)
@@ -142,9 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         pl, ds = plans(args.patch, args.shape), dataset_json(args.classes)
         (root / "raw" / NAME).mkdir(parents=True, exist_ok=True)
         (root / "raw" / NAME / "dataset.json").write_text(json.dumps(ds))
-        for trainer in args.trainers:
+        trainers = list(args.trainers)
+        if args.floor:
+            add_floor_trainer(root / "floor_trainer", env)
+            trainers.append(FLOOR)
+        for trainer in trainers:
             write_untrained_model(root / "results", trainer, pl, ds)
-            if args.onnx and not (root / f"onnx_{trainer}" / "manifest.json").is_file():  # kept in --workdir
+            exported = (root / f"onnx_{trainer}" / "manifest.json").is_file()  # kept in --workdir
+            if args.onnx and trainer != FLOOR and not exported:
                 timed([str(BIN / "sss-nnunet"), "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr",
                        trainer, "--out", str(root / f"onnx_{trainer}")], env)
         settings = {"both": [True, False], "on": [True], "off": [False]}[args.tta]
@@ -154,23 +189,34 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for tta in settings:
             flags = [] if tta else ["--disable_tta"]
-            times = {}
-            for trainer in args.trainers:
+            times: dict[tuple[str, str], float] = {}
+            for trainer in [t for _ in range(max(1, args.repeats)) for t in trainers]:
                 cmd = [str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(root / "out"), "-d", str(DATASET),
                        "-c", "3d_fullres", "-tr", trainer, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
                        "--disable_progress_bar", *flags]
-                times[(trainer, "PyTorch")] = timed(cmd, env)
-                if args.onnx:
+                t = timed(cmd, env)
+                times[(trainer, "PyTorch")] = min(t, times.get((trainer, "PyTorch"), t))
+                if args.onnx and trainer != FLOOR:
                     cmd = [str(BIN / "sss-nnunet"), "predict", "--onnx", str(root / f"onnx_{trainer}"), "-i",
                            str(images), "-o", str(root / "out_onnx"), "-npp", "1", "-nps", "1",
                            "-threads", str(args.threads), "--disable_progress_bar", *flags]
-                    times[(trainer, "onnxruntime")] = timed(cmd, env)
+                    t = timed(cmd, env)
+                    times[(trainer, "onnxruntime")] = min(t, times.get((trainer, "onnxruntime"), t))
             base = times.get(("nnUNetTrainer", "PyTorch"))
             for (trainer, runtime), t in times.items():
                 ratio = f"{t / base:.2f}x" if base else "-"
-                rows.append(f"{'mirroring' if tta else 'no mirroring':13s} {trainer:15s} {runtime:12s} {t:8.1f} s  "
+                rows.append(f"{'mirroring' if tta else 'no mirroring':13s} {trainer:17s} {runtime:12s} {t:8.1f} s  "
                             f"{ratio} nnUNetTrainer/PyTorch")
                 print(rows[-1], flush=True)
+            floor = times.get((FLOOR, "PyTorch"))
+            if floor is not None:
+                shares = {t: times[(t, "PyTorch")] - floor for t in args.trainers}
+                base_share = shares.get("nnUNetTrainer")
+                for trainer, share in shares.items():
+                    ratio = f"{share / base_share:.2f}x" if base_share and base_share > 0 else "-"
+                    print(f"{'mirroring' if tta else 'no mirroring':13s} {trainer:17s} network share "
+                          f"{share:8.1f} s  {ratio} nnUNetTrainer's (time minus the one-conv floor, {floor:.1f} s)",
+                          flush=True)
     return 0
 
 

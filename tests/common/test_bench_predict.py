@@ -26,3 +26,20 @@ def test_same_plans_for_both_trainers_and_a_loadable_model_folder(tmp_path, monk
     predictor.initialize_from_trained_model_folder(str(folder), (0,), "checkpoint_final.pth")
     assert type(predictor.network).__name__ == "PlainConvUNet"
     assert predictor.allowed_mirroring_axes == (0, 1, 2)
+
+
+def test_the_floor_trainer_is_found_by_nnunet_and_loads_a_one_conv_network(tmp_path, monkeypatch):
+    """--floor: the one-conv trainer lands on nnUNet_extTrainer (existing folders kept) and its model
+    folder loads in nnU-Net's predictor as one 1x1x1 conv."""
+    bench = load_benchmark("bench_predict")
+    monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path / "mine"))
+    env = {"nnUNet_extTrainer": str(tmp_path / "mine")}
+    bench.add_floor_trainer(tmp_path / "floor", env)
+    assert env["nnUNet_extTrainer"].split(":") == [str(tmp_path / "mine"), str(tmp_path / "floor")]
+    plans, ds = bench.plans([32, 64, 64], [40, 80, 80]), bench.dataset_json(3)
+    bench.write_untrained_model(tmp_path / "results", bench.FLOOR, plans, ds)
+    folder = tmp_path / "results" / bench.NAME / f"{bench.FLOOR}__nnUNetPlans__3d_fullres"
+    predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), (0,), "checkpoint_final.pth")
+    net = predictor.network
+    assert isinstance(net, torch.nn.Conv3d) and net.kernel_size == (1, 1, 1) and net.out_channels == 3
