@@ -134,4 +134,5 @@ def test_maps_after_an_inference_mode_forward():
     with torch.inference_mode():
         net(x)
     maps = attention_maps(net, x, (4, 6, 5))
+    assert len(maps) == 2 * len(stage_blocks(net))  # a global and a local map per Stage-Scan block
     assert all(m.weights.sum() == pytest.approx(1, abs=1e-5) for m in maps)

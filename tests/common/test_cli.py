@@ -42,5 +42,6 @@ def test_user_errors_exit_2_with_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_exists", lambda m: m in sys.modules or cli.importlib.util.find_spec(m) is not None)
     assert cli.main(["fake", "--x", "file.nii.gz"]) == 2
     assert capsys.readouterr().err.strip() == "sss-nnunet fake: error: bad input file.nii.gz"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         cli.main(["no-such-command"])
+    assert exc.value.code == 2 and "no-such-command" in capsys.readouterr().err

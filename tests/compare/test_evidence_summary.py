@@ -60,6 +60,7 @@ def test_plain_sentences_state_ties_and_losses(tmp_path, capsys):
         "difference +0.010, 95 % interval [-0.020, +0.030] over 5 test cases."]
 
 
-def test_no_pieces_is_an_error(tmp_path):
-    with pytest.raises(SystemExit):
+def test_no_pieces_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         evidence_summary.main([str(tmp_path), "--time"])
+    assert exc.value.code == 2 and f"no */compare.json under {tmp_path}" in capsys.readouterr().err

@@ -111,8 +111,16 @@ def test_trainer_switch(nnunet_plans):
     pm = PlansManager(nnunet_plans.default())
     cm = pm.get_configuration("3d_fullres")
     assert checkpointed_blocks(NoCheckpoint.build_network_architecture(pm, cm, 1, 2)) == 0
-    default = SSSTrainer.build_network_architecture(pm, cm, 1, 2)  # cpu: every block, on the CPU only
-    assert checkpointed_blocks(default) == sum(type(m).__name__.startswith("Checkpointed") for m in default.modules())
-    assert all(m.checkpoint_cpu_only for m in default.modules() if type(m).__name__.startswith("Checkpointed"))
+    class All(SSSTrainer):
+        checkpoint = "all"
+
+    default = SSSTrainer.build_network_architecture(pm, cm, 1, 2)  # cpu: the blocks of `all`, on the CPU only
+    everything = All.build_network_architecture(pm, cm, 1, 2)
+    assert checkpointed_blocks(default) == checkpointed_blocks(everything) > checkpointed_blocks(
+        Trainer.build_network_architecture(pm, cm, 1, 2))  # more than the Stage-Scan blocks alone
+    assert [type(m).__name__ for m in default.modules()] == [type(m).__name__ for m in everything.modules()]
+    wrapped = [m for m in default.modules() if type(m).__name__.startswith("Checkpointed")]
+    assert wrapped and all(m.checkpoint_cpu_only for m in wrapped)
+    assert not any(getattr(m, "checkpoint_cpu_only", False) for m in everything.modules())
     net = Trainer.build_network_architecture(pm, cm, 1, 2)
     assert checkpointed_blocks(net) == sum(type(m).__name__ == "CheckpointedStageScanBlock" for m in net.modules()) > 0

@@ -89,7 +89,8 @@ def y_shape(conv: nn.Module, x: torch.Tensor) -> torch.Size:
 
 def test_stem_weight_gradient_over_several_slabs_and_samples(monkeypatch):
     """The im2col matrix is built in slabs of the first spatial axis: tiny slabs, odd sizes."""
-    monkeypatch.setattr(fastconv, "_IM2COL_ELEMENTS", 200)
+    monkeypatch.setattr(fastconv, "_IM2COL_ELEMENTS", 200)  # 81 rows x 30 voxels per slice: one slice a slab
+    calls = _count_fast_calls(monkeypatch, "_im2col_weight_grad")
     torch.manual_seed(1)
     ours, stock = StemConv3d(3, 4, 3, padding=1, bias=False).double(), nn.Conv3d(3, 4, 3, padding=1, bias=False)
     stock = stock.double()
@@ -98,6 +99,7 @@ def test_stem_weight_gradient_over_several_slabs_and_samples(monkeypatch):
     g = torch.randn(3, 4, 7, 5, 6, dtype=torch.float64)
     (gw,) = torch.autograd.grad(ours(x), [ours.weight], g)
     (gw_ref,) = torch.autograd.grad(stock(x), [stock.weight], g)
+    assert calls[0] == 1  # the im2col path ran, not PyTorch's conv backward
     torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-10)
 
 

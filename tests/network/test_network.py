@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 from torch import nn
@@ -39,6 +41,21 @@ def test_every_scan_and_shift_trains(dims, scan, shift):
     net = small_net(dims, scan=scan, shift=shift)
     x = torch.randn(2, 2, *([16] * dims))
     check_outputs(net, x, 4)
+    assert (net.config["scan"], net.config["shift"]) == (scan, shift)
+    if dims == 2 and (scan, shift) != ("stage", "stage"):  # the switch acts: the default's weights, other outputs
+        assert _differs_from_default(net, small_net(dims), x)
+
+
+def _differs_from_default(variant: nn.Module, default: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``variant``, given ``default``'s weights wherever names and shapes match (both moved by
+    ``_perturbed``, as the output projections start at zero), computes another output."""
+    mine = variant.state_dict()
+    variant.load_state_dict({k: v for k, v in default.state_dict().items() if k in mine and mine[k].shape == v.shape},
+                            strict=False)
+    with torch.no_grad():
+        a = _perturbed(variant).eval()(x)[0]
+        b = _perturbed(default).eval()(x)[0]
+    return not torch.allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -98,22 +115,46 @@ def test_anisotropic_strides_and_non_power_of_two_patches(shape, strides):
     check_outputs(net, torch.randn(1, 1, *shape), n, num_classes=2)
 
 
-def test_eval_mode_is_deterministic_and_needs_no_cuda():
+def _perturbed(net):
+    """The mixes' output projections start at zero, so drop path and layer scale act on nothing at
+    init: every parameter moved a little, seeded."""
+    with torch.no_grad():
+        for name, q in net.named_parameters():
+            if "gammas" not in name:  # the same draw per name with and without layer scale
+                q.add_(0.05 * torch.randn(q.shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode()))))
+    return net
+
+
+def test_eval_mode_is_deterministic_and_train_mode_drops_paths():
     torch.manual_seed(0)
-    net = small_net(3, drop_path=0.3).eval()
+    net = _perturbed(small_net(3, drop_path=0.3))
     x = torch.randn(1, 2, 16, 16, 16)
     with torch.no_grad():
+        net.eval()
         a, b = net(x), net(x)
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
-    assert all(not p.is_cuda for p in net.parameters())
+        assert all(torch.equal(p, q) for p, q in zip(a, b))
+        net.train()
+        torch.manual_seed(1)
+        c = net(x)
+        torch.manual_seed(2)
+        d = net(x)
+    assert not torch.allclose(c[0], d[0])  # other seeds, other dropped paths
 
 
 def test_drop_path_and_layer_scale_change_training_behaviour():
     net = small_net(3, drop_path=0.5, layer_scale=0.1)
     blocks = [m for m in net.modules() if type(m).__name__ == "StageScanBlock"]
-    assert blocks and all(b.gammas is not None for b in blocks)
+    assert blocks and all(len(b.gammas) > 0 for b in blocks)
+    assert all(torch.equal(g, torch.full_like(g, 0.1)) for b in blocks for g in b.gammas)
     assert blocks[-1].drop.p == pytest.approx(0.5)
     check_outputs(net, torch.randn(2, 2, 16, 16, 16), 4)
+    torch.manual_seed(0)
+    scaled = _perturbed(small_net(3, layer_scale=0.1)).eval()
+    torch.manual_seed(0)
+    plain = _perturbed(small_net(3)).eval()
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad():  # the same weights but the scales: the branches enter at a tenth
+        assert not torch.allclose(scaled(x)[0], plain(x)[0], atol=1e-4)
 
 
 @pytest.mark.slow
@@ -247,8 +288,14 @@ def test_every_new_switch_in_2d_3d_and_anisotropic(shape, strides, option):
     dims = len(shape)
     conv = nn.Conv3d if dims == 3 else nn.Conv2d
     net = RWKVSSS(1, 2, 4, [4, 8, 16, 16], conv, 3, strides, deep_supervision=True, **option)
-    out = check_outputs(net, torch.randn(1, 1, *shape), 4, num_classes=2)
+    x = torch.randn(1, 1, *shape)
+    out = check_outputs(net, x, 4, num_classes=2)
     assert out[0].shape[2:] == shape
+    assert all(net.config[k] == v for k, v in option.items())
+    if shape == (16, 16, 16):  # the switch acts (one shape suffices; the others test shapes)
+        default = RWKVSSS(1, 2, 4, [4, 8, 16, 16], conv, 3, strides, deep_supervision=True)
+        is_default = all(default.config[k] == v for k, v in option.items())
+        assert _differs_from_default(net, default, x) != is_default, option
     blocks = _blocks(net)
     if option.get("mixes") == "global":
         assert all(b.local_mix is None and b.global_mix is not None for b in blocks)

@@ -61,11 +61,30 @@ def test_regions_give_one_output_per_region(PLANS):
     assert net(torch.randn(1, 4, 40, 96, 80))[0].shape[1] == 3
 
 
+# switches whose value decides other entries of RWKVSSS.config: the per-stage defaults of the window
+# schedule and the k/v pooling count from the first RWKV stage; pooled_wkv=False sets every pool to 1
+DERIVED = {"pooled_wkv": {"wkv_pool"}, "first_rwkv_stage": {"first_rwkv_stage", "global_splits", "wkv_pool"}}
+
+
 def test_variants_change_only_what_they_name(PLANS):
+    """Every trainer's network differs from SSSTrainer's in the switches it overrides (and what those
+    decide) and nowhere else; an override that differs from the default shows in the config."""
     pm = PlansManager(copy.deepcopy(PLANS))
     cm = pm.get_configuration("3d_fullres")
+    base = SSSTrainer.build_network_architecture(pm, cm, 1, 2).config
+    assert base["scan"] == "stage"
     assert SSSTrainer_scanRaster.build_network_architecture(pm, cm, 1, 2).config["scan"] == "raster"
-    assert SSSTrainer.build_network_architecture(pm, cm, 1, 2).config["scan"] == "stage"
+    for trainer in TRAINERS:
+        config = trainer.build_network_architecture(pm, cm, 1, 2).config
+        changed = {k for k in config if config[k] != base[k]}
+        named = set().union(*(DERIVED.get(k, {k}) for k in trainer.network_overrides))
+        assert changed <= named, f"{trainer.__name__} also changes {changed - named}"
+        for key, value in trainer.network_overrides.items():
+            if key in config and value != base[key]:  # an int for every stage is kept as one per stage
+                got = set(config[key]) if isinstance(config[key], list) and isinstance(value, int) else config[key]
+                assert got == ({value} if isinstance(got, set) else value), trainer.__name__
+        if trainer.network_overrides.get("pooled_wkv") is False:
+            assert set(config["wkv_pool"]) == {1} != set(base["wkv_pool"]), trainer.__name__
     names = [t.__name__ for t in TRAINERS]
     assert len(set(names)) == len(names) and not any("__" in n for n in names)
 
