@@ -19,8 +19,8 @@
 # (256 x 256, 7 stages, batch 2; 2026-12-06): nnUNetTrainer ~13 min of training (35 s per 25-iteration epoch),
 # SSSTrainer ~19 min (52-55 s), ResEnc M ~23 min (68 s), + ~0.5 min prediction: the 4-row c2d piece ~4 h.
 # All pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or on a GPU. Measured
-# hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 7 pieces,
-# 74 finished runs: 15.8 h of wall time, some runs beside tests; the 5 pieces without ladders 11.6 h).
+# hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 8 pieces,
+# 86 finished runs: 18.0 h of wall time, some runs beside tests; the 6 pieces without ladders 13.7 h).
 # Pieces (dataset, configuration, rows, recipe; results in docs/results.md):
 #   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
@@ -29,7 +29,7 @@
 #   mni-sss      992 mni152 3d_fullres:  the same four; sss, 250 iterations (needs pip install '.[datasets]';
 #                2026-12-07: 128 min for 12 runs, PlainConvUNet ~9-11 min, ResEnc M ~13-15, RWKV-SSS ~7-9)
 #   mni-nnunet   992 mni152 3d_fullres:  the same four; nnunet, 250 iterations (the second set under nnU-Net's
-#                recipe: ~2.3 h on 2 cores against ~4 h for c2d-nnunet)
+#                recipe; 2026-12-07: 131 min for 12 runs)
 #   demo-sss     990 demo 3d_fullres:    the same four; sss, 500 iterations (at 250 under its own SGD recipe
 #                nnUNetTrainer had not yet learnt the spleen and the gallbladder)
 #   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss, 250
