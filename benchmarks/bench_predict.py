@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.threads} threads, UNTRAINED weights (time does not depend on them)")
         rows = []
         for tta in settings:
-            flags = [] if tta else ["--disable_tta"]
+            flags, label = ([], "mirroring") if tta else (["--disable_tta"], "no mirroring")
             times: dict[tuple[str, str], float] = {}
             for trainer in [t for _ in range(max(1, args.repeats)) for t in trainers]:
                 cmd = [str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(root / "out"), "-d", str(DATASET),
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             base = times.get(("nnUNetTrainer", "PyTorch"))
             for (trainer, runtime), t in times.items():
                 ratio = f"{t / base:.2f}x" if base else "-"
-                rows.append(f"{'mirroring' if tta else 'no mirroring':13s} {trainer:17s} {runtime:12s} {t:8.1f} s  "
+                rows.append(f"{label:13s} {trainer:17s} {runtime:12s} {t:8.1f} s  "
                             f"{ratio} nnUNetTrainer/PyTorch")
                 print(rows[-1], flush=True)
             floor = times.get((FLOOR, "PyTorch"))
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 base_share = shares.get("nnUNetTrainer")
                 for trainer, share in shares.items():
                     ratio = f"{share / base_share:.2f}x" if base_share and base_share > 0 else "-"
-                    print(f"{'mirroring' if tta else 'no mirroring':13s} {trainer:17s} network share "
+                    print(f"{label:13s} {trainer:17s} network share "
                           f"{share:8.1f} s  {ratio} nnUNetTrainer's (time minus the one-conv floor, {floor:.1f} s)",
                           flush=True)
     return 0

@@ -64,13 +64,15 @@ def _compare(mine: list[dict], base: list[dict], metric: str) -> tuple[float, fl
     return mean, lo, hi, verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))
 
 
-def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
-    found = _compare(mine, base, metric)
-    if found is None:
-        return "–"
+def _fmt(found: tuple[float, float, float, str], metric: str, mark: str = "**") -> str:
     mean, lo, hi, v = found
     digits = 3 if metric == "dice" else 1
-    return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] **{v}**"
+    return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {mark}{v}{mark}"
+
+
+def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
+    found = _compare(mine, base, metric)
+    return "–" if found is None else _fmt(found, metric)
 
 
 def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[str, dict[str, bool]]:
@@ -92,14 +94,12 @@ def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[
             if found is None:
                 cells.append("not run")
                 continue
-            mean, lo, hi, v = found
-            digits = 3 if metric == "dice" else 1
-            cell = f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {v}"
+            cell = _fmt(found, metric, mark="")
             if previous != below:
                 cell += f" (vs {previous}: spans {below}, not counted)"
             else:
                 counted += 1
-                better += [set_name] if v == "behind" else []
+                better += [set_name] if found[3] == "behind" else []
             cells.append(cell)
         decision[name] = len(better) < 2
         default = "**off**" if not decision[name] else "on" if counted >= 2 else f"on (measured on {counted} set(s))"
