@@ -89,19 +89,20 @@ def check_validation(root: Path, folder: Path, cases: list[str]) -> None:
             assert (np.isnan(dice) and np.isnan(reported)) or reported == pytest.approx(dice, abs=1e-6)
 
 
-def test_learns_the_easy_set_in_ten_tiny_epochs(workspace):
-    """Learning, not only running: 10 epochs of SSSTrainer_tiny (20 iterations) through the stock nnUNetv2_train on
+def test_learns_the_easy_set_in_twenty_tiny_epochs(workspace):
+    """Learning, not only running: 20 epochs of SSSTrainer_tiny (40 iterations) through the stock nnUNetv2_train on
     the tiny set (a bright sphere and a small bright box in noise) reach nnU-Net's validation Dice thresholds.
-    Measured with this command on 2 busy cores, sphere / box / foreground mean: fold 0 0.70 / 0.86 / 0.78,
-    fold 1 0.68 / 0.82 / 0.75, fold 2 0.83 / 0.00 / 0.42 (the 3x6x6-voxel box is not yet reliable after 20
-    iterations); after the one epoch the other tests train, fold 0 gave 0.05 (all-background passes those)."""
+    Measured with this command, fold 2, on 2 idle cores (2026-12-07), sphere / box / foreground mean: 5 runs of
+    20 epochs 0.949-0.988 / 1.000 / 0.974-0.994. At 10 epochs one run of 5 here (0.046 / 0.976) and one CI run
+    (0.25) left the sphere out: 20 iterations do not learn it reliably. After the one epoch the other tests
+    train, fold 0 gave 0.05 (all-background passes those)."""
     root, env = workspace
     run(["nnUNetv2_train", "977", "3d_fullres", "2", "-tr", "SSSTrainer_tiny", "-device", "cpu"],
-        dict(env, SSS_TINY_EPOCHS="10"))
+        dict(env, SSS_TINY_EPOCHS="20"))
     summary = json.loads((results_folder(root, "SSSTrainer_tiny") / "fold_2" / "validation" / "summary.json")
                          .read_text())
     assert summary["mean"]["1"]["Dice"] > 0.5, summary["mean"]  # the sphere
-    assert summary["foreground_mean"]["Dice"] > 0.3, summary["mean"]
+    assert summary["foreground_mean"]["Dice"] > 0.5, summary["mean"]
 
 
 def test_resume_continues_from_the_checkpoint(trained):
