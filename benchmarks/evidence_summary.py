@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
 
 
 def _fmt_stat(stat: dict | None, digits: int = 3) -> str:
@@ -74,25 +78,6 @@ def plain_sentences(name: str, data: dict) -> list[str]:
     return out
 
 
-def piece_runs(folder: Path) -> list[tuple[tuple, dict]]:
-    """The finished run records of one piece, each with its identity (dataset, iterations, trainer,
-    plans, recipe, seed): its compare.json and, for a ladder, rungs/*.json (a run in several reports
-    counts once)."""
-    runs, seen = [], set()
-    for report in [folder / "compare.json", *sorted(folder.glob("rungs/*.json"))]:
-        if not report.is_file():
-            continue
-        data = json.loads(report.read_text())
-        where = (data["settings"]["dataset"], data["settings"]["budget"]["iterations"])
-        for row in data.get("rows", []):
-            for r in row.get("runs", []):
-                key = (*where, r.get("trainer"), r.get("plans"), r.get("recipe"), r.get("seed"))
-                if r.get("status") == "ok" and key not in seen:
-                    seen.add(key)
-                    runs.append((key, r))
-    return runs
-
-
 def time_table(folders: list[Path]) -> str:
     """Per piece: finished runs and their measured wall time (training + prediction of the test
     cases, as recorded by compare), in hours. A run that a ladder reuses from its set's piece (same
@@ -102,7 +87,7 @@ def time_table(folders: list[Path]) -> str:
     seen: set[tuple] = set()
     totals = [0, 0.0, 0.0]
     for folder in folders:
-        runs = piece_runs(folder)
+        runs = finished_runs(folder)
         own = [r for key, r in runs if key not in seen]
         seen.update(key for key, _ in runs)
         train = sum(r.get("train_wall_seconds") or 0.0 for r in own) / 3600

@@ -20,26 +20,17 @@ baseline), and to nnUNetTrainer. ``--plot``: per rung the seeds' means and that 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
 from sss_nnunet.compare.stats import METRICS, bootstrap_ci, case_means, paired_differences, verdict  # noqa: E402
 from sss_nnunet.trainers import LADDER  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
-
-
-def _records(source: Path) -> list[dict]:
-    if source.is_dir():  # a compare --out folder and / or an archive folder (compare.json, rungs/*.json)
-        runs = [json.loads(p.read_text()) for p in sorted(source.glob("runs/seed*/*/result.json"))]
-        for report in [source / "compare.json", *sorted(source.glob("rungs/*.json"))]:
-            runs += _records(report) if report.is_file() else []
-        return runs
-    return [run for row in json.loads(source.read_text()).get("rows", []) for run in row.get("runs", [])]
 
 
 def load(*sources: Path) -> dict[str, list[dict]]:
@@ -47,10 +38,9 @@ def load(*sources: Path) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
     seen = set()
     for source in sources:
-        for record in _records(source):
-            key = (record.get("trainer"), record.get("plans"), record.get("recipe"), record.get("seed"))
-            if record.get("status") == "ok" and key not in seen:
-                seen.add(key)
+        for key, record in finished_runs(source):
+            if key[2:] not in seen:  # the same run in a folder and in its archive
+                seen.add(key[2:])
                 runs.setdefault(record["trainer"], []).append(record)
     return runs
 

@@ -122,3 +122,32 @@ def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
                 atomic_write_json(dest, run)
                 restored += 1
     return restored, note
+
+
+def finished_runs(source: Path) -> list[tuple[tuple, dict]]:
+    """Every finished (status ``ok``) run record of a comparison, once, with its identity
+    ``(dataset, iterations, trainer, plans, recipe, seed)``.
+
+    ``source``: a ``compare --out`` folder (``runs/seedS/ROW/result.json``, identity from its
+    ``compare_settings.json``) and / or an archive folder (``compare.json`` and a ladder's
+    ``rungs/*.json``), or one such JSON file. A run found in several places counts once, the first."""
+    source = Path(source)
+    found: list[tuple[dict, dict]] = []  # (settings, record)
+    if source.is_dir():
+        settings_file = source / "compare_settings.json"
+        settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+        found += [(settings, json.loads(p.read_text())) for p in sorted(source.glob("runs/seed*/*/result.json"))]
+        reports = [p for p in [source / "compare.json", *sorted(source.glob("rungs/*.json"))] if p.is_file()]
+    else:
+        reports = [source]
+    for report in reports:
+        data = json.loads(report.read_text())
+        found += [(data.get("settings", {}), run) for row in data.get("rows", []) for run in row.get("runs", [])]
+    runs, seen = [], set()
+    for settings, record in found:
+        key = (settings.get("dataset"), (settings.get("budget") or {}).get("iterations"), record.get("trainer"),
+               record.get("plans"), record.get("recipe"), record.get("seed"))
+        if record.get("status") == "ok" and key not in seen:
+            seen.add(key)
+            runs.append((key, record))
+    return runs

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from sss_nnunet.compare.budget import Budget
-from sss_nnunet.compare.provenance import code_version, data_digest, file_digest, restore_runs, settings_diff
+from sss_nnunet.compare.provenance import (
+    code_version,
+    data_digest,
+    file_digest,
+    finished_runs,
+    restore_runs,
+    settings_diff,
+)
 from sss_nnunet.compare.runner import SETTINGS_FILE, CompareSpec, Comparison
 from sss_nnunet.errors import SSSError
 from tests.trainers.tiny_dataset import write_tiny_dataset
@@ -123,3 +130,26 @@ def test_settings_diff_names_every_key_that_differs_on_either_side():
     assert (diff, predates) == (["dataset 990 -> 991"], True)
     assert settings_diff({"dataset": 991, "data": "xyz", "budget": {"iterations": 8}}, new)[0] == \
         ["data xyz -> abc", "budget {'iterations': 8} -> {'iterations': 500}"]
+
+
+def test_finished_runs_reads_folders_and_archives_and_counts_each_run_once(tmp_path):
+    """A run folder's result.json, the same run in its compare.json and a ladder rung archive count once;
+    failed runs not at all; the identity carries the dataset and iterations of the report it came from."""
+    settings = {"dataset": "Dataset993_X", "budget": {"iterations": 250}}
+
+    def run(trainer: str, seed: int, status: str = "ok") -> dict:
+        return {"trainer": trainer, "plans": "nnUNetPlans", "recipe": "sss", "seed": seed, "status": status}
+
+    (tmp_path / "runs" / "seed0" / "A__sss").mkdir(parents=True)
+    (tmp_path / "runs" / "seed0" / "A__sss" / "result.json").write_text(json.dumps(run("A", 0)))
+    (tmp_path / "compare_settings.json").write_text(json.dumps(settings))
+    (tmp_path / "compare.json").write_text(json.dumps(
+        {"settings": settings, "rows": [{"runs": [run("A", 0), run("A", 1), run("A", 2, "failed")]}]}))
+    (tmp_path / "rungs").mkdir()
+    other = {"dataset": "Dataset993_X", "budget": {"iterations": 500}}
+    (tmp_path / "rungs" / "L0.json").write_text(json.dumps(
+        {"settings": other, "rows": [{"runs": [run("L0", 0), run("A", 1)]}]}))
+    keys = [key for key, _ in finished_runs(tmp_path)]
+    assert keys == [("Dataset993_X", iterations, trainer, "nnUNetPlans", "sss", seed)
+                    for iterations, trainer, seed in ((250, "A", 0), (250, "A", 1), (500, "L0", 0), (500, "A", 1))]
+    assert [key for key, _ in finished_runs(tmp_path / "rungs" / "L0.json")] == keys[2:]
