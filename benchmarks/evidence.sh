@@ -32,6 +32,11 @@
 #                recipe; 2026-12-07: 131 min for 12 runs)
 #   demo-sss     990 demo 3d_fullres:    the same four; sss, 500 iterations (at 250 under its own SGD recipe
 #                nnUNetTrainer had not yet learnt the spleen and the gallbladder)
+#   c3d-sss-2x   991 context 3d_fullres: budget check, PlainConvUNet and RWKV-SSS at 2x the c3d-sss budget
+#                (1000 iterations; BUDGET_ROWS overrides the rows); the pseudo Dice of 2 validation batches
+#                is too noisy there to tell convergence, the test cases tell it:
+#                python benchmarks/budget_check.py $WORK/c3d_sss $WORK/c3d_sss_2x (~1.6 h)
+#   demo-sss-2x  990 demo 3d_fullres:    the same budget check of demo-sss (1000 iterations, ~2.8 h)
 #   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss, 250
 #                iterations: at 500 both networks of c2d-sss reach 0.99 on every class, a ceiling no rung
 #                can rise above (at 250, seed 0, 2026-12-07: PlainConvUNet 0.541, RWKV-SSS 0.995; ~6 min
@@ -68,6 +73,8 @@ NETS=(nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer SSSTrainer_g
 # run without ROWS adds the other rows and skips the finished runs
 # shellcheck disable=SC2206
 [ -z "${ROWS:-}" ] || NETS=($ROWS)
+# shellcheck disable=SC2206
+BUDGET_NETS=(${BUDGET_ROWS:-nnUNetTrainer SSSTrainer})  # the rows of a budget check (*-2x pieces)
 LADDER=(nnUNetTrainer SSSTrainer_L0 SSSTrainer_L1 SSSTrainer_L2 SSSTrainer_L3 SSSTrainer_L4 SSSTrainer_L5
         SSSTrainer_L6 SSSTrainer)
 
@@ -145,6 +152,8 @@ run_piece() {
     mni-sss)    dataset mni152 992; piece mni_sss 992 3d_fullres 250 sss "${NETS[@]}" ;;
     mni-nnunet) dataset mni152 992; piece mni_nnunet 992 3d_fullres 250 nnunet "${NETS[@]}" ;;
     demo-sss)   dataset demo 990; piece demo_sss 990 3d_fullres 500 sss "${NETS[@]}" ;;
+    c3d-sss-2x) dataset context 991; piece c3d_sss_2x 991 3d_fullres 1000 sss "${BUDGET_NETS[@]}" ;;
+    demo-sss-2x) dataset demo 990; piece demo_sss_2x 990 3d_fullres 1000 sss "${BUDGET_NETS[@]}" ;;
     ladder-c2d) dataset context2d 993; ladder ladder_c2d "" 993 2d 250 ;;
     ladder-c3d) dataset context 991; ladder ladder_c3d c3d_sss 991 3d_fullres 500 ;;
     ladder-demo) dataset demo 990; ladder ladder_demo demo_sss 990 3d_fullres 500 ;;
@@ -153,6 +162,6 @@ run_piece() {
 }
 
 PIECES=("$@")
-[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss mni-nnunet demo-sss ladder-c2d ladder-c3d
-                                ladder-demo)
+[ ${#PIECES[@]} -gt 0 ] || PIECES=(c2d-sss c2d-nnunet c3d-sss c3d-nnunet mni-sss mni-nnunet demo-sss c3d-sss-2x demo-sss-2x
+                                ladder-c2d ladder-c3d ladder-demo)
 for p in "${PIECES[@]}"; do run_piece "$p"; done

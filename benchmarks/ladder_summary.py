@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
-from sss_nnunet.compare.stats import METRICS, bootstrap_ci, case_means, paired_differences, verdict  # noqa: E402
+from sss_nnunet.compare.stats import METRICS, paired_interval, seed_means  # noqa: E402
 from sss_nnunet.trainers import LADDER  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
@@ -45,15 +45,6 @@ def load(*sources: Path) -> dict[str, list[dict]]:
     return runs
 
 
-def _compare(mine: list[dict], base: list[dict], metric: str) -> tuple[float, float, float, str] | None:
-    """(mean, lo, hi, verdict) of the paired per-case difference mine - base; None without shared runs."""
-    diffs, seeds = paired_differences(mine, base, metric)
-    if len(diffs) == 0:
-        return None
-    mean, lo, hi = bootstrap_ci(diffs)
-    return mean, lo, hi, verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))
-
-
 def _fmt(found: tuple[float, float, float, str], metric: str, mark: str = "**") -> str:
     mean, lo, hi, v = found
     digits = 3 if metric == "dice" else 1
@@ -61,7 +52,7 @@ def _fmt(found: tuple[float, float, float, str], metric: str, mark: str = "**") 
 
 
 def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
-    found = _compare(mine, base, metric)
+    found = paired_interval(mine, base, metric)
     return "–" if found is None else _fmt(found, metric)
 
 
@@ -80,7 +71,7 @@ def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[
         cells, better, counted = [], [], 0
         for set_name, runs in sets.items():
             previous = next((t.__name__ for t in reversed(LADDER[:i]) if runs.get(t.__name__)), None)
-            found = _compare(runs.get(name, []), runs.get(previous, []), metric) if previous else None
+            found = paired_interval(runs.get(name, []), runs.get(previous, []), metric) if previous else None
             if found is None:
                 cells.append("not run")
                 continue
@@ -97,12 +88,8 @@ def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[
     return "\n".join(lines), decision
 
 
-def _per_seed(records: list[dict], metric: str) -> list[float]:
-    return [float(np.mean(list(case_means(r, metric).values()))) for r in records]
-
-
 def _mean_sd(records: list[dict], metric: str) -> str:
-    per_seed = _per_seed(records, metric)
+    per_seed = seed_means(records, metric)
     digits = 3 if metric == "dice" else 1
     return f"{np.mean(per_seed):.{digits}f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0:.{digits}f}"
 
@@ -149,22 +136,21 @@ def plot(runs: dict[str, list[dict]], path: Path, metric: str = "dice") -> None:
     colours = {"ahead": "tab:green", "behind": "tab:red", "tie": "tab:grey"}
     previous = None
     for y, name in enumerate(names):
-        seeds = _per_seed(runs[name], metric)
+        seeds = seed_means(runs[name], metric)
         left.barh(y, np.mean(seeds), color="tab:blue", alpha=0.35)
         left.plot(seeds, [y] * len(seeds), "o", color="tab:blue", ms=4)
         if previous is not None:
-            diffs, used = paired_differences(runs[name], runs[previous], metric)
-            if len(diffs):
-                mean, lo, hi = bootstrap_ci(diffs)
-                v = verdict(lo, hi, METRICS[metric], len(used), len(diffs))
+            found = paired_interval(runs[name], runs[previous], metric)
+            if found is not None:
+                mean, lo, hi, v = found
                 right.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
                                color=colours.get(v, "tab:orange"), label=v)
         previous = name
     if metric == "dice":  # the differences lie near the top: start the axis below the lowest seed
-        lowest = min(v for name in names + [BASELINE] if runs.get(name) for v in _per_seed(runs[name], metric))
+        lowest = min(v for name in names + [BASELINE] if runs.get(name) for v in seed_means(runs[name], metric))
         left.set_xlim(max(0.0, lowest - 0.05), 1.0)
     if runs.get(BASELINE):
-        left.axvline(np.mean(_per_seed(runs[BASELINE], metric)), color="k", ls="--", lw=1, label=BASELINE)
+        left.axvline(np.mean(seed_means(runs[BASELINE], metric)), color="k", ls="--", lw=1, label=BASELINE)
         left.legend(loc="lower left", fontsize=8)
     right.axvline(0, color="k", lw=0.8)
     handles = dict(zip(*reversed(right.get_legend_handles_labels())))

@@ -73,6 +73,21 @@ def paired_differences(rows: list[dict], base: list[dict], metric: str) -> tuple
     return diffs, seeds
 
 
+def seed_means(records: list[dict], metric: str) -> list[float]:
+    """Per run record (one per seed): ``metric`` averaged over its test cases (each case over its classes)."""
+    return [float(np.mean(list(case_means(r, metric).values()))) for r in records]
+
+
+def paired_interval(rows: list[dict], base: list[dict], metric: str) -> tuple[float, float, float, str] | None:
+    """(mean, lo, hi, verdict) of the paired per-case difference rows - base over their shared seeds,
+    with the bootstrap 95 % interval; None when they share no finished seed."""
+    diffs, seeds = paired_differences(rows, base, metric)
+    if len(diffs) == 0:
+        return None
+    mean, lo, hi = bootstrap_ci(diffs)
+    return mean, lo, hi, verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))
+
+
 def row_key(record_or_row) -> tuple[str, str, str]:
     """(trainer, plans, recipe) of a run record (dict) or a runner ``Row``."""
     if isinstance(record_or_row, dict):

@@ -117,3 +117,14 @@ def test_the_2d_ladder_runs_below_the_ceiling_and_reuses_nothing_of_a_longer_pie
     compares = [c for c in calls if c.startswith("compare")]
     assert len(compares) == 1 and all("-d 993 " in c and "--iterations 250 " in c for c in compares)
     assert not (tmp_path / "work" / "ladder_c2d" / "runs").exists()
+
+
+def test_budget_checks_run_two_rows_at_twice_the_iterations_of_their_piece(tmp_path):
+    proc, calls = _run(tmp_path, "c3d-sss-2x", "demo-sss-2x")
+    assert proc.returncode == 0, proc.stderr
+    c3d, demo = [c for c in calls if c.startswith("compare")]
+    for call, dataset, out in ((c3d, "991", "c3d_sss_2x"), (demo, "990", "demo_sss_2x")):
+        assert f"-d {dataset} " in call and "--recipe sss " in call and "--iterations 1000 " in call
+        assert " -tr nnUNetTrainer SSSTrainer --recipe" in call and f"--out {tmp_path / 'work' / out}" in call
+    proc, calls = _run(tmp_path, "c3d-sss-2x", BUDGET_ROWS="nnUNetTrainer:nnUNetResEncUNetMPlans")
+    assert " -tr nnUNetTrainer:nnUNetResEncUNetMPlans --recipe" in [c for c in calls if c.startswith("compare")][-1]
