@@ -17,10 +17,11 @@
 # nnUNetTrainer run ~6.5 min of training, one SSSTrainer run ~8-9 min, one ResEnc M run ~10 min (+ ~1-2 min
 # prediction each), so a 2-row x 3-seed piece takes ~55 min and a 4-row piece about 2 h. On 993 context2d 2d
 # (256 x 256, 7 stages, batch 2; 2026-12-06): nnUNetTrainer ~13 min of training (35 s per 25-iteration epoch),
-# SSSTrainer ~19 min (52-55 s), ResEnc M ~23 min (68 s), + ~0.5 min prediction: the 4-row c2d piece ~4 h.
+# SSSTrainer ~19 min (52-55 s), ResEnc M ~26 min (74 s), global-only ~15 min, + ~0.5 min prediction: the 4-row
+# c2d piece 3.7 h (measured, 12 runs).
 # All pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or on a GPU. Measured
 # hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 8 pieces,
-# 86 finished runs: 18.0 h of wall time, some runs beside tests; the 6 pieces without ladders 13.7 h).
+# 92 finished runs: 20.2 h of wall time, some runs beside tests; the 6 pieces without ladders 15.9 h).
 # Pieces (dataset, configuration, rows, recipe; results in docs/results.md):
 #   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
