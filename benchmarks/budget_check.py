@@ -21,11 +21,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
-from sss_nnunet.compare.stats import METRICS, paired_interval, seed_means  # noqa: E402
+from sss_nnunet.compare.stats import (  # noqa: E402
+    METRICS,
+    interval_text,
+    mean_sd_text,
+    metric_digits,
+    paired_interval,
+    seed_means,
+)
 
 READING = {"ahead": "gains", "behind": "loses", "tie": "no gain", "too few runs": "too few runs"}
 
@@ -57,23 +62,20 @@ def table(short: Path, long: Path, metric: str = "dice") -> str:
     shared = [key for key in a if key in b]
     if not shared:
         raise ValueError(f"no network with finished runs in both {short} and {long}")
-    digits = 3 if metric == "dice" else 1
+    digits = metric_digits(metric)
     lines = [f"| network | recipe | seeds | {metric} at {_budget(it_a)} it. | {metric} at {_budget(it_b)} it. | "
              f"Δ longer - shorter [95 % CI], paired | reading |", "|---|---|---|---|---|---|---|"]
     for key in shared:
         trainer, plans, recipe = key
         name = trainer if plans in ("", "nnUNetPlans") else f"{trainer}:{plans}"
-        means = []
-        for records in (a[key], b[key]):
-            per_seed = seed_means(records, metric)
-            sd = np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0
-            means.append(f"{np.mean(per_seed):.{digits}f} ± {sd:.{digits}f} ({len(per_seed)})")
+        means = [f"{mean_sd_text(seed_means(records, metric), digits)} ({len(records)})"
+                 for records in (a[key], b[key])]
         found = paired_interval(b[key], a[key], metric)
         if found is None:
             delta, reading, seeds = "–", "no shared seed", 0
         else:
             mean, lo, hi, v = found
-            delta, reading = f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]", READING[v]
+            delta, reading = interval_text(mean, lo, hi, digits), READING[v]
             seeds = len({r["seed"] for r in a[key]} & {r["seed"] for r in b[key]})
         lines.append(f"| {name} | {recipe} | {seeds} | {means[0]} | {means[1]} | {delta} | **{reading}** |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
+from sss_nnunet.compare.stats import interval_text  # noqa: E402
 
 
 def _fmt_stat(stat: dict | None, digits: int = 3) -> str:
@@ -33,8 +34,7 @@ def _fmt_verdict(v: dict | None, digits: int) -> str:
         return "–"
     if v.get("mean_diff") is None:
         return v["verdict"]
-    lo, hi = v["ci95"]
-    return f"{v['mean_diff']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] **{v['verdict']}**"
+    return f"{interval_text(v['mean_diff'], *v['ci95'], digits)} **{v['verdict']}**"
 
 
 def piece_markdown(name: str, data: dict) -> str:

@@ -27,7 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
-from sss_nnunet.compare.stats import METRICS, paired_interval, seed_means  # noqa: E402
+from sss_nnunet.compare.stats import (  # noqa: E402
+    METRICS,
+    interval_text,
+    mean_sd_text,
+    metric_digits,
+    paired_interval,
+    seed_means,
+)
 from sss_nnunet.trainers import LADDER  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
@@ -47,8 +54,7 @@ def load(*sources: Path) -> dict[str, list[dict]]:
 
 def _fmt(found: tuple[float, float, float, str], metric: str, mark: str = "**") -> str:
     mean, lo, hi, v = found
-    digits = 3 if metric == "dice" else 1
-    return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {mark}{v}{mark}"
+    return f"{interval_text(mean, lo, hi, metric_digits(metric))} {mark}{v}{mark}"
 
 
 def _delta(mine: list[dict], base: list[dict], metric: str) -> str:
@@ -89,9 +95,7 @@ def rule(sets: dict[str, dict[str, list[dict]]], metric: str = "dice") -> tuple[
 
 
 def _mean_sd(records: list[dict], metric: str) -> str:
-    per_seed = seed_means(records, metric)
-    digits = 3 if metric == "dice" else 1
-    return f"{np.mean(per_seed):.{digits}f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0:.{digits}f}"
+    return mean_sd_text(seed_means(records, metric), metric_digits(metric))
 
 
 def _adds(trainer: type) -> str:

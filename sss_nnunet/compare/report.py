@@ -135,9 +135,9 @@ def _verdict_cell(v: dict | None) -> str:
         return "–"
     if v["mean_diff"] is None:
         return v["verdict"]
-    digits = 3 if v["metric"] == "dice" else 1
-    lo, hi = v["ci95"]
-    return f"{v['mean_diff']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {v['verdict']}"
+    from sss_nnunet.compare.stats import interval_text, metric_digits
+
+    return f"{interval_text(v['mean_diff'], *v['ci95'], metric_digits(v['metric']))} {v['verdict']}"
 
 
 def _code_versions(rows: list[dict]) -> str:

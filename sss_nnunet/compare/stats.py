@@ -88,6 +88,22 @@ def paired_interval(rows: list[dict], base: list[dict], metric: str) -> tuple[fl
     return mean, lo, hi, verdict(lo, hi, METRICS[metric], len(seeds), len(diffs))
 
 
+def metric_digits(metric: str) -> int:
+    """Decimals a metric is written with: 3 for Dice, 1 for HD95 (mm)."""
+    return 3 if metric == "dice" else 1
+
+
+def interval_text(mean: float, lo: float, hi: float, digits: int) -> str:
+    """A difference and its interval as the tables write it, e.g. ``+0.003 [+0.001, +0.006]``."""
+    return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def mean_sd_text(values: list[float], digits: int) -> str:
+    """``mean ± sd`` (sample sd; 0 for one value) of per-seed values."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
 def row_key(record_or_row) -> tuple[str, str, str]:
     """(trainer, plans, recipe) of a run record (dict) or a runner ``Row``."""
     if isinstance(record_or_row, dict):

@@ -165,6 +165,14 @@ def test_bootstrap_interval_matches_the_normal_approximation_and_is_reproducible
     assert stats.bootstrap_ci(diffs) == (mean, lo, hi)
 
 
+def test_intervals_and_seed_spreads_are_written_in_order_with_the_metrics_digits():
+    """The text every table shares (compare.md, evidence_summary, ladder_summary, budget_check)."""
+    assert stats.interval_text(0.0031, -0.0004, 0.0062, stats.metric_digits("dice")) == "+0.003 [-0.000, +0.006]"
+    assert stats.interval_text(-2.44, -7.91, 3.06, stats.metric_digits("hd95")) == "-2.4 [-7.9, +3.1]"
+    assert stats.mean_sd_text([0.9, 0.8, 0.7], 3) == "0.800 ± 0.100"  # the sample sd
+    assert stats.mean_sd_text([0.9], 3) == "0.900 ± 0.000"
+
+
 def test_baseline_is_compared_under_the_same_recipe_only():
     rows = ROWS + [Row("SSSTrainer", "nnUNetPlans", "nnunet")]
     records = [_record("nnUNetTrainer", s, [0.5] * 6) for s in range(3)]
