@@ -4,7 +4,8 @@
     python benchmarks/budget_check.py docs/evidence/c3d_sss docs/evidence/c3d_sss_2x
 
 SHORT, LONG: ``sss-nnunet compare`` folders and / or archives (compare.json) of the same dataset and
-recipe at two budgets (``benchmarks/evidence.sh c3d-sss`` and ``c3d-sss-2x``). Per network found in
+recipe at two budgets, the shorter first, one budget each (``benchmarks/evidence.sh c3d-sss`` and
+``c3d-sss-2x``); anything else is a one-line error. Per network found in
 both: the mean over seeds of the class-averaged test metric at each budget, and the paired per-case
 difference LONG - SHORT (seed s against seed s, averaged over the shared seeds) with its bootstrap
 95 % interval (``sss_nnunet.compare.stats``, the statistics of compare's verdicts). Reading:
@@ -31,39 +32,50 @@ from sss_nnunet.compare.stats import (  # noqa: E402
     paired_interval,
     seed_means,
 )
+from sss_nnunet.errors import SSSError  # noqa: E402
 
 READING = {"ahead": "gains", "behind": "loses", "tie": "no gain", "too few runs": "too few runs"}
 
 
-def load(source: Path) -> tuple[dict[tuple, list[dict]], set, set]:
-    """(trainer, plans, recipe) -> ok run records; the datasets and iteration counts found."""
+def load(source: Path) -> tuple[dict[tuple, list[dict]], str, int]:
+    """(trainer, plans, recipe) -> ok run records; the one dataset and budget (iterations) they have.
+    ``ValueError`` when the source holds no finished run, or runs of several datasets or budgets."""
     runs: dict[tuple, list[dict]] = {}
     datasets, budgets = set(), set()
     for (dataset, iterations, trainer, plans, recipe, _), record in finished_runs(source):
         runs.setdefault((trainer, plans, recipe), []).append(record)
         datasets.add(dataset)
         budgets.add(iterations)
-    return runs, datasets, budgets
+    if not runs:
+        raise ValueError(f"{source}: no finished runs (runs/seed*/ or compare.json rows)")
+    if None in datasets or None in budgets:
+        raise ValueError(f"{source}: runs without a recorded dataset or budget (no compare_settings.json?)")
+    if len(datasets) > 1 or len(budgets) > 1:
+        raise ValueError(f"{source}: runs of several datasets or budgets ({_names(datasets)}; "
+                         f"{_names(budgets)} iterations): give one comparison per argument")
+    return runs, datasets.pop(), budgets.pop()
 
 
-def _budget(found: set) -> str:
+def _names(found: set) -> str:
     return " / ".join(str(b) for b in sorted(found, key=str))
 
 
 def table(short: Path, long: Path, metric: str = "dice") -> str:
     """The markdown table (see the module docstring). ``ValueError`` when the two sources hold other
-    datasets, the same budget, or no network in common."""
+    datasets, SHORT a budget not shorter than LONG's, or no network in common."""
     (a, data_a, it_a), (b, data_b, it_b) = load(short), load(long)
     if data_a != data_b:
-        raise ValueError(f"{short} and {long} hold other datasets ({sorted(map(str, data_a))} vs "
-                         f"{sorted(map(str, data_b))})")
+        raise ValueError(f"{short} and {long} hold other datasets ({data_a} vs {data_b})")
     if it_a == it_b:
-        raise ValueError(f"{short} and {long} hold the same budget ({_budget(it_a)} iterations)")
+        raise ValueError(f"{short} and {long} hold the same budget ({it_a} iterations)")
+    if it_a > it_b:
+        raise ValueError(f"{short} holds the longer budget ({it_a} against {it_b} iterations): "
+                         f"give the shorter one first")
     shared = [key for key in a if key in b]
     if not shared:
         raise ValueError(f"no network with finished runs in both {short} and {long}")
     digits = metric_digits(metric)
-    lines = [f"| network | recipe | seeds | {metric} at {_budget(it_a)} it. | {metric} at {_budget(it_b)} it. | "
+    lines = [f"| network | recipe | seeds | {metric} at {it_a} it. | {metric} at {it_b} it. | "
              f"Δ longer - shorter [95 % CI], paired | reading |", "|---|---|---|---|---|---|---|"]
     for key in shared:
         trainer, plans, recipe = key
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         print(table(args.short, args.long, args.metric))
-    except ValueError as e:
+    except (SSSError, ValueError) as e:
         print(f"budget_check: {e}", file=sys.stderr)
         return 2
     return 0

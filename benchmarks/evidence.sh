@@ -56,6 +56,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SSS=${SSS:-$(command -v sss-nnunet || echo .venv/bin/sss-nnunet)}
+PY=${PY:-$(dirname "$SSS")/python}  # the Python beside sss-nnunet, for benchmarks/archive_guard.py
+[ -x "$PY" ] || PY=$(command -v python3 || command -v python)
 WORK=$(realpath -m "${WORK:-sss_evidence}")
 DEVICE=${DEVICE:-cpu}
 SCALE=${SCALE:-1}
@@ -70,7 +72,8 @@ fi
 [ "$ARCHIVE" = none ] || ARCHIVE=$(realpath -m "$ARCHIVE")
 
 NETS=(nnUNetTrainer nnUNetTrainer:nnUNetResEncUNetMPlans SSSTrainer SSSTrainer_globalOnly)
-# ROWS="nnUNetTrainer SSSTrainer": only these rows in the four-row pieces (the runs published so far); a later
+# ROWS="nnUNetTrainer SSSTrainer": only these rows in the four-row pieces (the runs published so far; its report
+# lacks the other rows' runs, so it does not replace an archive that holds them); a later
 # run without ROWS adds the other rows and skips the finished runs
 # shellcheck disable=SC2206
 [ -z "${ROWS:-}" ] || NETS=($ROWS)
@@ -89,15 +92,19 @@ dataset() {  # name id: generate a built-in set once
 piece() {  # out dataset config iterations recipe trainers...; RUNG=name: archive as one rung of a ladder
   local out=$1 id=$2 config=$3 iters=$4 recipe=$5 f
   shift 5
-  local start=$SECONDS restore=()
+  local start=$SECONDS restore=() rc=0
   if [ "$ARCHIVE" != none ]; then
     for f in "$ARCHIVE/$out/compare.json" "$ARCHIVE/$out"/rungs/*.json; do [ -f "$f" ] && restore+=("$f"); done
   fi
   # shellcheck disable=SC2086
   "$SSS" compare -d "$id" -c "$config" -tr "$@" --recipe "$recipe" --baseline nnUNetTrainer --batch-size "$BATCH" \
     --iterations $((iters * SCALE)) --iterations-per-epoch 25 --val-iterations 2 --seeds $SEEDS \
-    -device "$DEVICE" --out "$WORK/$out" ${restore[@]:+--restore "${restore[@]}"} \
-    || echo "evidence: $out finished with failed runs (see $WORK/$out/compare.md)"
+    -device "$DEVICE" --out "$WORK/$out" ${restore[@]:+--restore "${restore[@]}"} || rc=$?
+  if [ "$rc" -gt 1 ]; then  # compare stopped before or while running (bad input, interrupted): no report to keep
+    echo "evidence: $out: compare stopped (exit $rc); nothing archived" >&2
+    return 0
+  fi
+  [ "$rc" = 0 ] || echo "evidence: $out finished with failed runs (see $WORK/$out/compare.md)"
   archive "$out"
   echo "evidence: $out took $(( (SECONDS - start) / 60 )) min wall time (runs skipped as done cost nothing)"
 }
@@ -106,9 +113,12 @@ archive() {  # out: keep the piece's reports (every run record is in compare.jso
   local from=$WORK/$1 to=$ARCHIVE/$1 f
   [ "$ARCHIVE" != none ] && [ -f "$from/compare.json" ] || return 0
   if [ -n "${RUNG:-}" ]; then
+    "$PY" benchmarks/archive_guard.py "$to/rungs/$RUNG.json" "$from/compare.json" || return 0
     mkdir -p "$to/rungs" && cp "$from/compare.json" "$to/rungs/$RUNG.json.tmp" && mv "$to/rungs/$RUNG.json.tmp" "$to/rungs/$RUNG.json"
     return 0
   fi
+  # a report with fewer finished runs than the archive (ROWS=..., a stale report) does not replace it
+  "$PY" benchmarks/archive_guard.py "$to/compare.json" "$from/compare.json" || return 0
   mkdir -p "$to"
   for f in compare.json compare.md compare.png curves.png; do
     [ -f "$from/$f" ] && cp "$from/$f" "$to/$f.tmp" && mv "$to/$f.tmp" "$to/$f"
@@ -122,8 +132,10 @@ reuse() {  # from to rows...: copy finished runs of the same budget and recipe f
   for seed in $SEEDS; do
     for row in "$@"; do
       if [ -f "$from/runs/seed$seed/$row/result.json" ] && [ ! -e "$to/runs/seed$seed/$row" ]; then
-        mkdir -p "$to/runs/seed$seed"
-        cp -a "$from/runs/seed$seed/$row" "$to/runs/seed$seed/"
+        # copied whole or not at all (and compare refuses a finished run of another budget)
+        mkdir -p "$to/runs/seed$seed" "$to/.reuse_tmp" && rm -rf "$to/.reuse_tmp/$row"
+        cp -a "$from/runs/seed$seed/$row" "$to/.reuse_tmp/$row"
+        mv "$to/.reuse_tmp/$row" "$to/runs/seed$seed/$row"
       fi
     done
   done

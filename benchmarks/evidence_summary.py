@@ -13,13 +13,13 @@ interval and verdict (see ``sss_nnunet/compare/stats.py``). Numbers are copied, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
+from sss_nnunet.compare.provenance import finished_runs, read_json_object  # noqa: E402
 from sss_nnunet.compare.stats import interval_text  # noqa: E402
+from sss_nnunet.errors import SSSError  # noqa: E402
 
 
 def _fmt_stat(stat: dict | None, digits: int = 3) -> str:
@@ -109,15 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     pieces = sorted(p for p in args.work.glob("*/compare.json"))
     if not pieces:
         parser.error(f"no */compare.json under {args.work}")
-    if args.time:
-        print(time_table([p.parent for p in pieces]))
-        return 0
-    for path in pieces:
-        data = json.loads(path.read_text())
-        if args.plain:
-            print("\n".join(plain_sentences(path.parent.name, data)))
-        else:
-            print(piece_markdown(path.parent.name, data))
+    try:
+        if args.time:
+            print(time_table([p.parent for p in pieces]))
+            return 0
+        for path in pieces:
+            data = read_json_object(path)
+            if args.plain:
+                print("\n".join(plain_sentences(path.parent.name, data)))
+            else:
+                print(piece_markdown(path.parent.name, data))
+    except SSSError as e:
+        print(f"evidence_summary: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

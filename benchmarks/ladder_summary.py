@@ -35,20 +35,30 @@ from sss_nnunet.compare.stats import (  # noqa: E402
     paired_interval,
     seed_means,
 )
+from sss_nnunet.errors import SSSError  # noqa: E402
 from sss_nnunet.trainers import LADDER  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
 
 
 def load(*sources: Path) -> dict[str, list[dict]]:
-    """trainer -> its ok run records (one per seed), from compare folders and / or compare.json files."""
+    """Row name (trainer, or TRAINER:PLANS for other plans) -> its ok run records (one per seed), from
+    compare folders and / or compare.json files of one ladder: ``ValueError`` when they hold runs of
+    several datasets, budgets or recipes."""
     runs: dict[str, list[dict]] = {}
-    seen = set()
+    seen, kinds = set(), set()
     for source in sources:
         for key, record in finished_runs(source):
+            kinds.add((key[0], key[1], key[4]))
             if key[2:] not in seen:  # the same run in a folder and in its archive
                 seen.add(key[2:])
-                runs.setdefault(record["trainer"], []).append(record)
+                plans = record.get("plans") or "nnUNetPlans"
+                name = record["trainer"] if plans == "nnUNetPlans" else f"{record['trainer']}:{plans}"
+                runs.setdefault(name, []).append(record)
+    if len(kinds) > 1:
+        found = "; ".join(f"{d} {i} it. {r}" for d, i, r in sorted(kinds, key=str))
+        raise ValueError(f"{', '.join(map(str, sources))}: runs of several datasets, budgets or recipes ({found}): "
+                         f"one ladder per table (--rule: one set per argument)")
     return runs
 
 
@@ -183,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"ladder_summary: {missing[0]}: no such folder or file", file=sys.stderr)
         return 2
+    try:
+        return _summarise(args)
+    except (SSSError, ValueError) as e:
+        print(f"ladder_summary: {e}", file=sys.stderr)
+        return 2
+
+
+def _summarise(args: argparse.Namespace) -> int:
     if args.rule:
         sets = {(s.name if s.is_dir() else s.stem): load(s) for s in args.sources}
         empty = [name for name, runs in sets.items() if not runs]

@@ -124,6 +124,34 @@ def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
     return restored, note
 
 
+def foreign_run(record: dict, identity: dict, budget: dict) -> str:
+    """Why a finished run record found in a comparison's folder is not that comparison's run: ``""``
+    when its seed, trainer, plans, recipe (``identity``, the keys present in the record) and budget
+    (``record["stats"]["budget"]`` against the comparison's ``budget``) all match, else the first
+    mismatch, e.g. ``"budget iterations 1000, this comparison 500"``."""
+    for key, want in identity.items():
+        if key in record and record[key] != want:
+            return f"{key} {record[key]!r}, this comparison {want!r}"
+    stats = record.get("stats")
+    found = stats.get("budget") if isinstance(stats, dict) else None
+    if isinstance(found, dict):
+        for key, want in budget.items():
+            if key in found and found[key] != want:
+                return f"budget {key} {found[key]!r}, this comparison {want!r}"
+    return ""
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; ``SSSError`` naming the file otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SSSError(f"{path}: cannot read it as JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise SSSError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def finished_runs(source: Path) -> list[tuple[tuple, dict]]:
     """Every finished (status ``ok``) run record of a comparison, once, with its identity
     ``(dataset, iterations, trainer, plans, recipe, seed)``.
@@ -132,19 +160,28 @@ def finished_runs(source: Path) -> list[tuple[tuple, dict]]:
     ``compare_settings.json``) and / or an archive folder (``compare.json`` and a ladder's
     ``rungs/*.json``), or one such JSON file. A run found in several places counts once, the first."""
     source = Path(source)
-    found: list[tuple[dict, dict]] = []  # (settings, record)
+    found: list[tuple[dict, dict, Path]] = []  # (settings, record, its file)
     if source.is_dir():
         settings_file = source / "compare_settings.json"
-        settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-        found += [(settings, json.loads(p.read_text())) for p in sorted(source.glob("runs/seed*/*/result.json"))]
+        settings = read_json_object(settings_file) if settings_file.is_file() else {}
+        found += [(settings, read_json_object(p), p) for p in sorted(source.glob("runs/seed*/*/result.json"))]
         reports = [p for p in [source / "compare.json", *sorted(source.glob("rungs/*.json"))] if p.is_file()]
     else:
         reports = [source]
     for report in reports:
-        data = json.loads(report.read_text())
-        found += [(data.get("settings", {}), run) for row in data.get("rows", []) for run in row.get("runs", [])]
+        data = read_json_object(report)
+        rows = data.get("rows")
+        if not isinstance(data.get("settings", {}), dict) or not isinstance(rows, list) \
+                or not all(isinstance(row, dict) and isinstance(row.get("runs", []), list) for row in rows):
+            raise SSSError(f"{report}: not a compare.json of sss-nnunet compare (settings, rows with runs)")
+        found += [(data.get("settings", {}), run, report) for row in rows for run in row.get("runs", [])]
     runs, seen = [], set()
-    for settings, record in found:
+    for settings, record, path in found:
+        if not isinstance(record, dict):
+            raise SSSError(f"{path}: a run record that is not a JSON object")
+        if record.get("status") == "ok" and not isinstance(record.get("summary"), dict):
+            raise SSSError(f"{path}: a finished run (seed {record.get('seed')}, {record.get('trainer')}) "
+                           f"without its evaluation summary")
         key = (settings.get("dataset"), (settings.get("budget") or {}).get("iterations"), record.get("trainer"),
                record.get("plans"), record.get("recipe"), record.get("seed"))
         if record.get("status") == "ok" and key not in seen:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, Budget, budget_class_name, module_source
 from sss_nnunet.compare.children import Progress, error_summary, run_logged
-from sss_nnunet.compare.provenance import code_version, data_digest, restore_runs, settings_diff
+from sss_nnunet.compare.provenance import code_version, data_digest, foreign_run, restore_runs, settings_diff
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_write_json, atomic_write_text
 
@@ -175,11 +175,36 @@ class Comparison:
         for archive in s.restore:
             n, note = restore_runs(archive, s.out, s.settings())
             self.print(f"compare: restored {n} finished run(s) from {archive}{note}")
+        if not s.overwrite:
+            self.check_finished_runs()
         for row in s.rows:
             recipe = None if row.recipe == "own" else row.recipe
             atomic_write_text(self.budget_dir(row) / f"sss_compare_{row.budget_trainer}.py",
                               module_source(row.trainer, s.budget, recipe))
         self.preflight([row for row in s.rows if row.recipe != "own"])
+
+    def check_finished_runs(self) -> None:
+        """Before any training: every finished run that :meth:`run_one` would skip is this comparison's
+        own (seed, row, budget), so a run folder copied from another comparison (another budget, say)
+        cannot count as done; and every ``result.json`` there is readable."""
+        budget = self.spec.settings()["budget"]
+        for seed in self.spec.seeds:
+            for row in self.spec.rows:
+                path = self.run_dir(row, seed) / RESULT_FILE
+                if not path.exists():
+                    continue
+                try:
+                    record = json.loads(path.read_text())
+                except (OSError, UnicodeDecodeError, ValueError) as e:
+                    raise SSSError(f"{path}: not a readable run record ({e}); remove {path.parent} to redo "
+                                   f"that run") from None
+                if not isinstance(record, dict):
+                    raise SSSError(f"{path}: not a run record (a JSON object); remove {path.parent} to redo it")
+                identity = {"seed": seed, "trainer": row.trainer, "plans": row.plans, "recipe": row.recipe}
+                why = foreign_run(record, identity, budget) if record.get("status") == "ok" else ""
+                if why:
+                    raise SSSError(f"{path}: a finished run of another comparison ({why}); remove {path.parent} "
+                                   f"to redo it here, or use another --out")
 
     def preflight(self, rows: list[Row]) -> None:
         """Build each recipe-overridden trainer once (``initialize`` on the CPU, in a child process with

@@ -57,3 +57,28 @@ def test_other_datasets_the_same_budget_or_nothing_shared_are_errors(tmp_path, c
                          (nothing_shared, "no network"), (tmp_path / "gone", "does not exist")):
         assert budget_check.main([str(a), str(other)]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_the_longer_budget_first_two_budgets_in_one_source_and_unreadable_sources_are_errors(tmp_path, capsys):
+    short = _report(tmp_path / "short" / "compare.json", 500, {"nnUNetTrainer": [BASE] * 3})
+    long = _report(tmp_path / "long" / "compare.json", 1000, {"nnUNetTrainer": [[d + 0.1 for d in BASE]] * 3})
+    assert budget_check.main([str(long), str(short)]) == 2  # swapped: the table would read backwards
+    err = capsys.readouterr().err
+    assert "holds the longer budget (1000 against 500 iterations): give the shorter one first" in err
+    # a folder holding the long report and a copy of the short one (as a ladder's rungs/): two budgets
+    (tmp_path / "long" / "rungs").mkdir()
+    (tmp_path / "long" / "rungs" / "x.json").write_text(short.read_text())
+    assert budget_check.main([str(short), str(tmp_path / "long")]) == 2
+    assert "runs of several datasets or budgets (Dataset991_X; 1000 / 500 iterations)" in capsys.readouterr().err
+    empty = _report(tmp_path / "empty.json", 1000, {})
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(long.read_text()[:100])
+    no_summary = tmp_path / "no_summary.json"
+    data = json.loads(long.read_text())
+    del data["rows"][0]["runs"][1]["summary"]
+    no_summary.write_text(json.dumps(data))
+    for source, words in ((empty, f"{empty}: no finished runs"), (truncated, f"{truncated}: cannot read it as JSON"),
+                          (no_summary, f"{no_summary}: a finished run (seed 1, nnUNetTrainer) without its evaluation")):
+        assert budget_check.main([str(short), str(source)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err

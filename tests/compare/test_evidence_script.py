@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "evidence.sh"
 STUB = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
 if [ "$1" = convert ]; then mkdir -p "$nnUNet_raw/Dataset999_$2"; fi
-if [ "$1" = compare ]; then  # a report naming its rows in --out
+if [ "$1" = compare ]; then  # a report naming its rows in --out ("tr"), with the runs of $RUNS_JSON if set
   all="$*"; out=${all##*--out }; out=${out%% *}; rows=${all#* -tr }; rows=${rows%% --recipe*}
-  mkdir -p "$out" && echo "{\\"rows\\": \\"$rows\\"}" > "$out/compare.json"
+  mkdir -p "$out"
+  echo "{\\"settings\\": {}, \\"rows\\": ${RUNS_JSON:-[]}, \\"tr\\": \\"$rows\\"}" > "$out/compare.json"
+  exit "${COMPARE_RC:-0}"
 fi
 """
 
@@ -27,7 +30,7 @@ def _run(tmp_path: Path, *pieces: str, **extra: str) -> tuple[subprocess.Complet
     stub.chmod(0o755)
     calls = tmp_path / "calls.txt"
     calls.touch()
-    env = {**os.environ, "SSS": str(stub), "WORK": str(tmp_path / "work"), "CALLS": str(calls),
+    env = {**os.environ, "SSS": str(stub), "PY": sys.executable, "WORK": str(tmp_path / "work"), "CALLS": str(calls),
            "ARCHIVE": str(tmp_path / "archive"), **extra}
     proc = subprocess.run(["bash", str(SCRIPT), *pieces], env=env, capture_output=True, text=True, timeout=60)
     return proc, calls.read_text().splitlines()
@@ -74,7 +77,7 @@ def test_pieces_restore_from_the_archive_and_archive_their_reports(tmp_path):
     archive = tmp_path / "archive" / "ladder_c3d"
     (archive / "rungs").mkdir(parents=True)
     for f in (archive / "compare.json", archive / "rungs" / "SSSTrainer_L1.json"):
-        f.write_text("{}")
+        f.write_text('{"settings": {}, "rows": []}')
     proc, calls = _run(tmp_path, "ladder-c3d")
     assert proc.returncode == 0, proc.stderr
     compares = [c for c in calls if c.startswith("compare")]
@@ -82,8 +85,8 @@ def test_pieces_restore_from_the_archive_and_archive_their_reports(tmp_path):
     assert compares[1].endswith(f"--restore {archive}/compare.json {archive}/rungs/SSSTrainer_L0.json "
                                 f"{archive}/rungs/SSSTrainer_L1.json")  # rung L0 archived meanwhile
     assert f"{archive}/rungs/SSSTrainer_L3.json" in compares[-1]  # archived by the rung before
-    assert json.loads((archive / "rungs" / "SSSTrainer_L4.json").read_text()) == {"rows": "nnUNetTrainer SSSTrainer_L4"}
-    whole = json.loads((archive / "compare.json").read_text())["rows"]
+    assert json.loads((archive / "rungs" / "SSSTrainer_L4.json").read_text())["tr"] == "nnUNetTrainer SSSTrainer_L4"
+    whole = json.loads((archive / "compare.json").read_text())["tr"]
     assert whole == "nnUNetTrainer " + " ".join(f"SSSTrainer_L{i}" for i in range(7)) + " SSSTrainer"
     assert not list(archive.rglob("*.tmp"))
     proc, calls = _run(tmp_path, "demo-sss", ARCHIVE="none")  # no archive: nothing restored, nothing kept
@@ -128,3 +131,26 @@ def test_budget_checks_run_two_rows_at_twice_the_iterations_of_their_piece(tmp_p
         assert " -tr nnUNetTrainer SSSTrainer --recipe" in call and f"--out {tmp_path / 'work' / out}" in call
     proc, calls = _run(tmp_path, "c3d-sss-2x", BUDGET_ROWS="nnUNetTrainer:nnUNetResEncUNetMPlans")
     assert " -tr nnUNetTrainer:nnUNetResEncUNetMPlans --recipe" in [c for c in calls if c.startswith("compare")][-1]
+
+
+def test_a_report_with_fewer_finished_runs_or_a_stopped_compare_leaves_the_archive_as_it_was(tmp_path):
+    """ROWS=... over a four-row piece (or a stale report) lacks archived runs: the archive is kept and
+    the reason printed; a compare that stopped (exit 2) archives nothing; one with failed runs (exit 1)
+    and every archived run archives its report."""
+    run = {"trainer": "nnUNetTrainer", "plans": "nnUNetPlans", "recipe": "sss", "seed": 0, "status": "ok",
+           "summary": {"cases": {}}}
+    archive = tmp_path / "archive" / "demo_sss" / "compare.json"
+    archive.parent.mkdir(parents=True)
+    archived = json.dumps({"settings": {}, "rows": [{"trainer": "nnUNetTrainer", "runs": [run]}]})
+    archive.write_text(archived)
+    proc, _ = _run(tmp_path, "demo-sss", ROWS="SSSTrainer")
+    assert proc.returncode == 0, proc.stderr
+    assert archive.read_text() == archived
+    assert "lacks 1 finished run(s) of" in proc.stderr and "nnUNetTrainer sss seed 0" in proc.stderr
+    same = json.dumps([{"trainer": "nnUNetTrainer", "runs": [run]}])
+    proc, _ = _run(tmp_path, "demo-sss", RUNS_JSON=same, COMPARE_RC="2")
+    assert proc.returncode == 0 and "compare stopped (exit 2); nothing archived" in proc.stderr
+    assert archive.read_text() == archived
+    proc, _ = _run(tmp_path, "demo-sss", RUNS_JSON=same, COMPARE_RC="1")
+    assert proc.returncode == 0 and "finished with failed runs" in proc.stdout
+    assert json.loads(archive.read_text())["rows"] == json.loads(same)

@@ -14,7 +14,7 @@ from benchmarks import evidence_summary  # noqa: E402
 
 def _run(trainer: str, seed: int, train_s: float, predict_s: float) -> dict:
     return {"trainer": trainer, "plans": "nnUNetPlans", "recipe": "sss", "seed": seed, "status": "ok",
-            "train_wall_seconds": train_s, "predict": {"wall_seconds": predict_s}}
+            "train_wall_seconds": train_s, "predict": {"wall_seconds": predict_s}, "summary": {"cases": {}}}
 
 
 def _report(path: Path, dataset: str, iterations: int, runs: dict[str, list[dict]], verdicts=()) -> None:

@@ -115,3 +115,29 @@ def test_an_archive_folder_reads_its_compare_json_and_rungs(tmp_path, capsys):
     assert ladder_summary.main([str(archive)]) == 0
     assert capsys.readouterr().out == from_runs
     assert "+0.050 [+0.050, +0.050] **ahead**" in from_runs
+
+
+def test_other_plans_stay_apart_and_sets_of_two_datasets_are_refused(tmp_path, capsys):
+    """nnUNetTrainer with ResEnc plans is its own row, not more seeds of the baseline; two ladders of
+    other datasets (or budgets) in one table are an error, not a silent merge."""
+    base = [0.50, 0.60, 0.55, 0.70, 0.65, 0.58]
+    for seed in range(3):
+        _write(tmp_path / "a", "nnUNetTrainer", seed, base)
+        _write(tmp_path / "a", "SSSTrainer_L0", seed, [d + 0.1 for d in base])
+        resenc = tmp_path / "a" / "runs" / f"seed{seed}" / "nnUNetTrainer__nnUNetResEncUNetMPlans__sss"
+        resenc.mkdir(parents=True)
+        cases = {f"c{i}": {"1": {"dice": 0.0, "hd95": 10.0}} for i in range(len(base))}
+        (resenc / "result.json").write_text(json.dumps({
+            "trainer": "nnUNetTrainer", "plans": "nnUNetResEncUNetMPlans", "recipe": "sss", "seed": seed,
+            "status": "ok", "summary": {"cases": cases}}))
+    assert ladder_summary.main([str(tmp_path / "a")]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "+0.100 [+0.100, +0.100] **ahead**" in rows["SSSTrainer_L0"]  # the ResEnc runs (Dice 0) not in the base
+    for seed in range(3):
+        _write(tmp_path / "b", "SSSTrainer_L2", seed, base)
+    for name, dataset in (("a", "Dataset991_X"), ("b", "Dataset993_Y")):
+        (tmp_path / name / "compare_settings.json").write_text(json.dumps(
+            {"dataset": dataset, "budget": {"iterations": 500}}))
+    assert ladder_summary.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "runs of several datasets, budgets or recipes (Dataset991_X 500 it. sss; Dataset993_Y 500 it. sss)" in err

@@ -122,6 +122,38 @@ def test_restore_refuses_other_settings_or_data_and_notes_an_old_archive(tmp_pat
             restore_runs(tmp_path / "bad.json", tmp_path / "out", settings)
 
 
+def test_a_finished_run_of_another_comparison_is_refused_before_any_training(tmp_path):
+    """A run folder copied in from a comparison with another budget (or seed, or row) would be
+    skipped as done; prepare() names the file and the mismatch instead."""
+    raw = write_tiny_dataset(tmp_path / "raw", n_train=3, n_test=2)
+    spec = _spec(raw, tmp_path / "out")
+    comparison = Comparison(spec, print_fn=lambda s: None)
+    row = spec.rows[0]
+    result = comparison.run_dir(row, 0) / "result.json"
+    result.parent.mkdir(parents=True)
+    budget = spec.settings()["budget"]
+    mine = {"status": "ok", "seed": 0, "trainer": row.trainer, "plans": row.plans, "recipe": row.recipe,
+            "stats": {"budget": dict(budget)}}
+    for record, words in (
+            (mine, None),
+            ({**mine, "stats": {"budget": {**budget, "iterations": 2 * budget["iterations"]}}},
+             f"budget iterations {2 * budget['iterations']}, this comparison {budget['iterations']}"),
+            ({**mine, "seed": 1}, "seed 1, this comparison 0"),
+            ({**mine, "trainer": "SSSTrainer"}, "trainer 'SSSTrainer', this comparison 'nnUNetTrainer'"),
+            ({**mine, "status": "failed", "seed": 5}, None)):  # a failed run is redone anyway
+        result.write_text(json.dumps(record))
+        if words is None:
+            comparison.prepare()
+        else:
+            with pytest.raises(SSSError, match=re.escape(f"{result}: a finished run of another comparison ({words})")):
+                comparison.prepare()
+    result.write_text('{"status": "ok", "se')
+    with pytest.raises(SSSError, match="not a readable run record"):
+        comparison.prepare()
+    spec.overwrite = True  # --overwrite redoes every run: nothing to check
+    Comparison(spec, print_fn=lambda s: None).prepare()
+
+
 def test_settings_diff_names_every_key_that_differs_on_either_side():
     new = {"dataset": 991, "data": "abc", "budget": {"iterations": 500}}
     assert settings_diff(new, new) == ([], False)
@@ -138,7 +170,8 @@ def test_finished_runs_reads_folders_and_archives_and_counts_each_run_once(tmp_p
     settings = {"dataset": "Dataset993_X", "budget": {"iterations": 250}}
 
     def run(trainer: str, seed: int, status: str = "ok") -> dict:
-        return {"trainer": trainer, "plans": "nnUNetPlans", "recipe": "sss", "seed": seed, "status": status}
+        return {"trainer": trainer, "plans": "nnUNetPlans", "recipe": "sss", "seed": seed, "status": status,
+                "summary": {"cases": {}}}
 
     (tmp_path / "runs" / "seed0" / "A__sss").mkdir(parents=True)
     (tmp_path / "runs" / "seed0" / "A__sss" / "result.json").write_text(json.dumps(run("A", 0)))
@@ -153,3 +186,10 @@ def test_finished_runs_reads_folders_and_archives_and_counts_each_run_once(tmp_p
     assert keys == [("Dataset993_X", iterations, trainer, "nnUNetPlans", "sss", seed)
                     for iterations, trainer, seed in ((250, "A", 0), (250, "A", 1), (500, "L0", 0), (500, "A", 1))]
     assert [key for key, _ in finished_runs(tmp_path / "rungs" / "L0.json")] == keys[2:]
+    bad = tmp_path / "bad.json"
+    for text, words in (('{"settings": {}, "ro', "cannot read it as JSON"), ("[1]", "holds a JSON list, not an object"),
+                        ('{"settings": {}}', "not a compare.json of sss-nnunet compare"),
+                        ('{"settings": {}, "rows": [{"runs": [3]}]}', "a run record that is not a JSON object")):
+        bad.write_text(text)
+        with pytest.raises(SSSError, match=re.escape(f"{bad}: {words}")):
+            finished_runs(bad)
