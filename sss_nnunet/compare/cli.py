@@ -104,12 +104,18 @@ def resolve_raw_dataset(dataset: str, env: dict) -> tuple[int, Path]:
     return dataset_id, raw
 
 
-def check_trainers(trainers: list[str]) -> None:
-    """Every ``TRAINER[:PLANS]`` must name a trainer nnU-Net finds, given once, without '__'."""
+def check_trainers(trainers: list[str], default_plans: str = "nnUNetPlans") -> None:
+    """Every ``TRAINER[:PLANS]`` must name a trainer nnU-Net finds, given once (``T`` and
+    ``T:DEFAULT_PLANS`` are the same row), without '__'."""
     from sss_nnunet.compare.budget import SUFFIX, find_trainer
 
     if len(set(trainers)) != len(trainers):
         raise SSSError(f"-tr lists a trainer twice: {' '.join(trainers)}")
+    rows = [(text.partition(":")[0], text.partition(":")[2] or default_plans) for text in trainers]
+    twice = [text for text, row in zip(trainers, rows) if rows.count(row) > 1]
+    if twice:
+        raise SSSError(f"-tr {' and '.join(twice)}: the same trainer with the same plans (-p {default_plans} when "
+                       f"no ':PLANS' is given), so the same model: list it once")
     for text in trainers:
         name, sep, plans = text.partition(":")
         if sep and (not plans or "__" in plans or "/" in plans or ":" in plans):
@@ -200,7 +206,7 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
 
         if not torch.cuda.is_available():
             raise SSSError("--device cuda, but torch sees no CUDA device (use --device cpu)")
-    check_trainers(args.trainers)
+    check_trainers(args.trainers, args.plans)
     check_recipes(args.recipes)
     if args.batch_size is not None and args.batch_size < 1:
         raise SSSError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -266,6 +266,8 @@ class Comparison:
             self.progress.say(trainer, seed, "training found, reused")
         else:
             shutil.rmtree(fold_dir, ignore_errors=True)
+            (rdir / "predict.json").unlink(missing_ok=True)  # predictions of an earlier model are not this one's
+            shutil.rmtree(rdir / "predictions", ignore_errors=True)
             self.progress.say(trainer, seed, f"train ({s.budget.describe()})")
             log = rdir / "train.log"
 

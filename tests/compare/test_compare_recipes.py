@@ -241,6 +241,12 @@ def test_unknown_recipe_and_unplannable_plans_are_one_line_errors(tmp_path, monk
     cli.check_plans_available("Dataset977_Tiny", ["MyPlans"], {"nnUNet_preprocessed": str(tmp_path)})
     with pytest.raises(SSSError, match="PLANS after ':'"):
         cli.check_trainers(["nnUNetTrainer:"])
+    # one model under two names: the default plans spelt out, or given by -p
+    with pytest.raises(SSSError, match="-tr nnUNetTrainer and nnUNetTrainer:nnUNetPlans: the same trainer"):
+        cli.check_trainers(["nnUNetTrainer", "nnUNetTrainer:nnUNetPlans"])
+    with pytest.raises(SSSError, match="-tr nnUNetTrainer and nnUNetTrainer:MyPlans: the same trainer.*-p MyPlans"):
+        cli.check_trainers(["nnUNetTrainer", "nnUNetTrainer:MyPlans"], "MyPlans")
+    cli.check_trainers(["nnUNetTrainer", "nnUNetTrainer:nnUNetResEncUNetMPlans"])
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(["-d", "977", "-tr", "nnUNetTrainer", "--recipe", "sss", "nnunet"])

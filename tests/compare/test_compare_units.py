@@ -199,3 +199,52 @@ def test_eta_extrapolates_the_training_and_counts_prediction(monkeypatch):
     assert p.eta() == "ETA ~1m30s"  # 30 s training + 10 s prediction left, then one run of 50 s
     p.say("T", 0, "train epoch 2/4")
     assert lines == ["[compare 2/3] T seed 0: train epoch 2/4 | elapsed 1m00s | ETA ~1m30s"]
+
+
+def test_a_retrained_model_is_scored_by_its_own_predictions(tmp_path, monkeypatch):
+    """A run that failed after predicting (evaluate) and whose model was then removed trains again:
+    the predictions of the earlier model must not be scored for the new one (children faked)."""
+    from pathlib import Path
+
+    from sss_nnunet.compare import runner
+    from sss_nnunet.compare.budget import STATS_FILE
+
+    raw = write_tiny_dataset(tmp_path / "raw", n_train=3, n_test=2)
+    spec = runner.CompareSpec(dataset_id=977, raw=raw, trainers=["nnUNetTrainer"], configuration="3d_fullres",
+                              fold="0", plans="nnUNetPlans", budget=Budget.split(4, 2, 1), seeds=[0], device="cpu",
+                              out=tmp_path / "out")
+    comparison = runner.Comparison(spec, print_fn=lambda s: None)
+    row = spec.rows[0]
+    generation = {"model": 0, "evaluate_rc": 1}
+
+    def fake(cmd: list[str], env: dict, log: Path, on_line=None) -> int:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        if cmd[0] == "nnUNetv2_train":
+            generation["model"] += 1
+            fold = comparison.fold_dir(row, 0)
+            fold.mkdir(parents=True)
+            (fold / "checkpoint_final.pth").write_text("")
+            (fold / STATS_FILE).write_text(json.dumps({"model": generation["model"]}))
+        elif cmd[0] == "nnUNetv2_predict":
+            out = Path(cmd[cmd.index("-o") + 1])
+            out.mkdir(parents=True)
+            (out / "from_model.txt").write_text(str(generation["model"]))
+        else:  # sss-nnunet evaluate
+            pred = Path(cmd[cmd.index("--pred") + 1])
+            ev = Path(cmd[cmd.index("--out") + 1])
+            ev.mkdir(parents=True, exist_ok=True)
+            (ev / "summary.json").write_text(json.dumps({"from_model": int((pred / "from_model.txt").read_text())}))
+            return generation["evaluate_rc"]
+        return 0
+
+    monkeypatch.setattr(runner, "run_logged", fake)
+    record, _ = comparison.run_one(row, 0)
+    assert record["status"] == "failed" and record["step"] == "evaluate"
+    import shutil
+
+    shutil.rmtree(comparison.fold_dir(row, 0))  # the model is gone: the run trains again
+    generation["evaluate_rc"] = 0
+    record, trained = comparison.run_one(row, 0)
+    assert trained and record["status"] == "ok" and record["stats"] == {"model": 2}
+    assert record["summary"] == {"from_model": 2}
