@@ -148,6 +148,17 @@ def max_abs_difference(network, path: Path, example) -> float:
     return float(np.abs(out - ref).max())
 
 
+EXPORT_FILES = {MODEL, MANIFEST, "plans.json", "dataset.json"}
+
+
+def output_rules(folder: Path, overwrite: bool) -> dict:
+    """What ``--out`` may be (``sss_nnunet.io.check_output_dir``): never the model folder or a folder
+    above it, and ``--overwrite`` replaces only an export (one this command wrote, or an older export
+    holding nothing but the export's files), never a folder with other files."""
+    return {"overwrite": overwrite, "owner": "sss-nnunet export", "inputs": (folder,),
+            "legacy": lambda path: set(os.listdir(path)) <= EXPORT_FILES}
+
+
 def export_trained_model(folder: Path, fold: str, out: Path, checkpoint: str = "checkpoint_final.pth",
                          opset: int = DEFAULT_OPSET, overwrite: bool = False, seed: int = 0) -> dict:
     """Export fold ``fold`` of the model in ``folder`` to ``out``; returns the manifest."""
@@ -163,7 +174,7 @@ def export_trained_model(folder: Path, fold: str, out: Path, checkpoint: str = "
     network = predictor.network.float().eval()
     example = torch.randn((1, channels, *patch), generator=torch.Generator().manual_seed(seed))
     try:
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, **output_rules(folder, overwrite)) as tmp:
             export_network(network, example, tmp / MODEL, opset)
             diff = max_abs_difference(network, tmp / MODEL, example)
             if not diff <= TOLERANCE:

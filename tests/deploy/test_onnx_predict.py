@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from sss_nnunet.datasets import synthetic
 from sss_nnunet.deploy import require
 from sss_nnunet.errors import SSSError
+from sss_nnunet.io import OWNER_FILE
 from tests.trainers.stock import BIN, run_stock, stock_env
 
 DATASET = 996
@@ -94,11 +95,20 @@ def test_onnx_segmentations_equal_pytorch(trained):
     assert "max abs difference" in out
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["input"]["shape"][2:] == manifest["patch_size"] and manifest["check"]["max_abs_difference"] < 1e-3
-    assert {p.name for p in export.iterdir()} == {"model.onnx", "plans.json", "dataset.json", "manifest.json"}
+    assert {p.name for p in export.iterdir()} == {"model.onnx", "plans.json", "dataset.json", "manifest.json",
+                                                   OWNER_FILE}
     # a second export to the same folder is refused with one line, the first one untouched
     again = run_stock(["sss-nnunet", "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr",
                        "SSSTrainer_tiny", "--out", str(export)], env)
     assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    # --overwrite onto the model folder itself: refused before anything is written, the model kept
+    models = Path(env["nnUNet_results"])
+    model_dir = next(models.glob("Dataset*/SSSTrainer_tiny__nnUNetPlans__3d_fullres"))
+    before = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*"))
+    onto = run_stock(["sss-nnunet", "export", "-d", str(DATASET), "-c", "3d_fullres", "-f", "0", "-tr",
+                      "SSSTrainer_tiny", "--out", str(model_dir), "--overwrite"], env)
+    assert onto.returncode == 2 and "holds the input" in onto.stderr, onto.stderr
+    assert sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")) == before
 
     images = raw / "imagesTs"
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(root / "pred_torch"), "-d", str(DATASET), "-c",
@@ -151,6 +161,37 @@ def test_predict_rejects_a_folder_without_manifest(tmp_path):
                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "manifest.json: missing" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_export_overwrites_only_an_export_and_never_the_model_folder(tmp_path):
+    """--out of sss-nnunet export: --overwrite may replace an earlier export (written by export, or an
+    old one holding only the export's files), not a folder with other files, nor the model folder or
+    a folder above it (with the old rules, --overwrite deleted any of them after a successful export)."""
+    from sss_nnunet.deploy.export import output_rules
+    from sss_nnunet.io import atomic_directory, check_output_dir
+
+    model = tmp_path / "Dataset005_X" / "SSSTrainer__nnUNetPlans__3d_fullres"
+    (model / "fold_0").mkdir(parents=True)
+    for out in (model, tmp_path / "Dataset005_X"):  # the model folder, or a folder above it
+        with pytest.raises(SSSError, match="holds the input"):
+            check_output_dir(out, **output_rules(model, True))
+    other = tmp_path / "mine"
+    (other / "sub").mkdir(parents=True)
+    (other / "sub" / "data.txt").write_text("keep")
+    with pytest.raises(SSSError, match="--overwrite"):
+        check_output_dir(other, **output_rules(model, True))
+    assert (other / "sub" / "data.txt").read_text() == "keep"
+    old = tmp_path / "old_export"
+    old.mkdir()
+    for name in ("model.onnx", "manifest.json", "plans.json", "dataset.json"):
+        (old / name).write_text("{}")
+    check_output_dir(old, **output_rules(model, True))  # an export written before the owner manifest
+    with pytest.raises(SSSError, match="already exists"):
+        check_output_dir(old, **output_rules(model, False))
+    new = tmp_path / "new_export"
+    with atomic_directory(new, **output_rules(model, False)) as tmp:
+        (tmp / "model.onnx").write_text("{}")
+    check_output_dir(new, **output_rules(model, True))  # its own export: replaceable
 
 
 def test_export_names_the_missing_model_folder(tmp_path, monkeypatch):
