@@ -106,9 +106,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--disable_progress_bar", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
-    if not Path(args.input).is_dir():
+def check_arguments(args: argparse.Namespace) -> None:
+    """One-line errors before any model is loaded: the input folder, its cases, -o, the numbers."""
+    source, out = Path(args.input), Path(args.output)
+    if not source.is_dir():
         raise SSSError(f"{args.input}: no such input folder")
+    if not any(source.glob("*_0000.*")):
+        raise SSSError(f"{args.input}: no input case (nnU-Net naming: CASE_0000.nii.gz, one file per channel)")
+    if out.resolve() == source.resolve():
+        raise SSSError(f"-o {args.output}: is the input folder; the segmentations need a folder of their own")
+    if not 0 < args.step_size <= 1:
+        raise SSSError(f"-step_size {args.step_size}: must be > 0 and <= 1 (a fraction of the patch)")
+    for flag in ("npp", "nps"):
+        if getattr(args, flag) < 1:
+            raise SSSError(f"-{flag} {getattr(args, flag)}: must be at least 1")
+    if args.threads < 0:
+        raise SSSError(f"-threads {args.threads}: must be 0 (onnxruntime's default) or more")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     providers = ["CPUExecutionProvider"]
     if args.device == "cuda":
         available = require("onnxruntime").get_available_providers()

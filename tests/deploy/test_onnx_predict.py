@@ -157,6 +157,7 @@ def test_missing_packages_give_one_line(monkeypatch):
 
 def test_predict_rejects_a_folder_without_manifest(tmp_path):
     (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "c1_0000.nii.gz").write_bytes(b"")
     out = subprocess.run([str(BIN / "sss-nnunet"), "predict", "--onnx", str(tmp_path), "-i", str(tmp_path / "in"),
                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
@@ -219,3 +220,30 @@ def test_the_sensitivity_check_fails_on_equal_channels_and_symmetric_maps():
     symmetric = (p + np.flip(p, 2)) / 2
     with pytest.raises(AssertionError, match="axis 2"):
         _swaps_and_mirrors_would_show([symmetric], 2e-2)
+
+
+def test_predict_arguments_are_checked_before_any_model_is_loaded(tmp_path):
+    """An empty input folder, -o on the input folder and out-of-range numbers: one line each, with no
+    export folder needed (the checks run first)."""
+    import argparse
+
+    from sss_nnunet.deploy import onnx_predict
+
+    parser = argparse.ArgumentParser()
+    onnx_predict.add_arguments(parser)
+    images = tmp_path / "in"
+    images.mkdir()
+
+    def args(*extra: str) -> argparse.Namespace:
+        return parser.parse_args(["--onnx", str(tmp_path / "none"), "-i", str(images), "-o", str(tmp_path / "o"),
+                                  *extra])
+
+    with pytest.raises(SSSError, match="no input case"):
+        onnx_predict.check_arguments(args())
+    (images / "c1_0000.nii.gz").write_bytes(b"")
+    onnx_predict.check_arguments(args())
+    for extra, words in ((["-o", str(images)], "is the input folder"), (["-step_size", "0"], "must be > 0"),
+                         (["-npp", "0"], "-npp 0: must be at least 1"), (["-nps", "-1"], "-nps -1"),
+                         (["-threads", "-2"], "-threads -2")):
+        with pytest.raises(SSSError, match=words):
+            onnx_predict.check_arguments(args(*extra))
