@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sss_nnunet.attention import model as M
 from sss_nnunet.attention import plots
 from sss_nnunet.attention.maps import MixMap, attention_maps, stage_blocks
 from sss_nnunet.errors import SSSError
-from sss_nnunet.io import atomic_write_text
+from sss_nnunet.io import atomic_directory, atomic_write_text, check_output_dir
+
+OWNER = "sss-nnunet attention"
 
 
 def mean_distance_mm(m: np.ndarray, query: Sequence[int], spacing: Sequence[float]) -> float:
@@ -38,6 +41,7 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
     for p in image:
         if not Path(p).is_file():
             raise SSSError(f"-i {p}: no such file")
+    check_output_dir(out, overwrite=True, owner=OWNER, legacy=_only_attention_outputs, inputs=image)  # before work
     model = M.load_model(str(dataset), trainer, plans, configuration, str(fold), device, checkpoint)
     net = model.network
     stage_blocks(net)  # a model without Stage-Scan blocks: one clear error before any work
@@ -71,57 +75,66 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
     img_spacing = [float(s) for s in case.properties["spacing"]]
     patch_spacing = M.spacing_mm(model)
     written: list[Path] = []
-    out.mkdir(parents=True, exist_ok=True)
+    # built under a temporary name, then renamed: a rerun replaces the whole folder (no maps of other
+    # stages left beside the new summary), a failure leaves the previous one as it was
+    with atomic_directory(out, overwrite=True, owner=OWNER, legacy=_only_attention_outputs,
+                          inputs=(*image, model.folder)) as tmp:
+        def to_image(m: np.ndarray) -> np.ndarray:
+            return M.preprocessed_to_image_map(model, case, M.patch_to_preprocessed(case, patch, m))
 
-    def to_image(m: np.ndarray) -> np.ndarray:
-        return M.preprocessed_to_image_map(model, case, M.patch_to_preprocessed(case, patch, m))
+        def in_image(m: np.ndarray) -> float:
+            """Weight on image voxels (the rest sits on the zero padding of a patch larger than the image)."""
+            return float(M.patch_to_preprocessed(case, patch, m).sum())
 
-    def in_image(m: np.ndarray) -> float:
-        """Weight on image voxels (the rest sits on the zero padding of a patch larger than the image)."""
-        return float(M.patch_to_preprocessed(case, patch, m).sum())
+        image_maps: dict[str, np.ndarray] = {}
+        records = []
+        for mm in maps:
+            a = to_image(mm.weights)
+            image_maps[mm.name] = a
+            written.append(M.write_like_input(a, case, tmp / f"attention_{mm.name}.nii.gz"))
+            written.append(M.write_like_input(to_image(mm.spread), case, tmp / f"attention_{mm.name}_spread.nii.gz"))
+            col = mm.token_weights.sum(0)
+            records.append(dict(
+                stage=mm.stage, block=mm.block, mix=mm.mix, stage_grid=list(mm.stage_grid), v_grid=list(mm.v_grid),
+                voxels_per_token=list(mm.factor), query_token=list(mm.query_token),
+                weight_sum_per_channel=[float(col.min()), float(col.max())], weight_in_image=in_image(mm.weights),
+                weight_on_query_token=float(mm.token_weights.reshape(*mm.v_grid, -1)[_v_query(mm)].mean()),
+                mean_distance_mm=mean_distance_mm(mm.weights, patch.query, patch_spacing),
+                channel_spread_mean=float(mm.token_weights.std(1).mean()),
+            ))
+        stages_done = sorted({mm.stage for mm in maps})
+        for s in stages_done:
+            stage_maps = {mm.name: image_maps[mm.name] for mm in maps if mm.stage == s}
+            written.append(plots.stage_png(case.image, stage_maps, img_q, img_spacing,
+                                           f"stage {s}: attention of voxel {img_q} ({Path(files[0]).name})",
+                                           tmp / f"stage{s}.png"))
+        rows, patch_rows = [], []
+        for mm in maps:
+            label_ = f"stage{mm.stage}b{mm.block}"
+            if not rows or rows[-1][0] != label_:
+                rows.append((label_, {}))
+                patch_rows.append({})
+            rows[-1][1][mm.mix] = image_maps[mm.name]
+            patch_rows[-1][mm.mix] = mm.weights
+        written.append(plots.summary_png(case.image, rows, img_q, img_spacing, patch_rows, patch.query, patch_spacing,
+                                         f"{model.folder.parent.name} {model.folder.name} fold {fold}: voxel {img_q}",
+                                         tmp / "summary.png"))
+        summary = dict(image=files, model=str(model.folder), fold=str(fold), device=str(device),
+                       query=dict(image=list(img_q), preprocessed=list(pre_q), patch=list(patch.query),
+                                  slice=patch.slice_index),
+                       patch_spacing_mm=list(patch_spacing), maps=records)
+        if compare_scans:
+            summary["compare_scans"] = _compare(net, run_maps, to_image, case, img_q, img_spacing, tmp, written,
+                                                patch.query, patch_spacing, log)
+        written.append(atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n"))
+    return [out / path.relative_to(tmp) for path in written]
 
-    image_maps: dict[str, np.ndarray] = {}
-    records = []
-    for mm in maps:
-        a = to_image(mm.weights)
-        image_maps[mm.name] = a
-        written.append(M.write_like_input(a, case, out / f"attention_{mm.name}.nii.gz"))
-        written.append(M.write_like_input(to_image(mm.spread), case, out / f"attention_{mm.name}_spread.nii.gz"))
-        col = mm.token_weights.sum(0)
-        records.append(dict(
-            stage=mm.stage, block=mm.block, mix=mm.mix, stage_grid=list(mm.stage_grid), v_grid=list(mm.v_grid),
-            voxels_per_token=list(mm.factor), query_token=list(mm.query_token),
-            weight_sum_per_channel=[float(col.min()), float(col.max())], weight_in_image=in_image(mm.weights),
-            weight_on_query_token=float(mm.token_weights.reshape(*mm.v_grid, -1)[_v_query(mm)].mean()),
-            mean_distance_mm=mean_distance_mm(mm.weights, patch.query, patch_spacing),
-            channel_spread_mean=float(mm.token_weights.std(1).mean()),
-        ))
-    stages_done = sorted({mm.stage for mm in maps})
-    for s in stages_done:
-        stage_maps = {mm.name: image_maps[mm.name] for mm in maps if mm.stage == s}
-        written.append(plots.stage_png(case.image, stage_maps, img_q, img_spacing,
-                                       f"stage {s}: attention of voxel {img_q} ({Path(files[0]).name})",
-                                       out / f"stage{s}.png"))
-    rows, patch_rows = [], []
-    for mm in maps:
-        label_ = f"stage{mm.stage}b{mm.block}"
-        if not rows or rows[-1][0] != label_:
-            rows.append((label_, {}))
-            patch_rows.append({})
-        rows[-1][1][mm.mix] = image_maps[mm.name]
-        patch_rows[-1][mm.mix] = mm.weights
-    written.append(plots.summary_png(case.image, rows, img_q, img_spacing, patch_rows, patch.query, patch_spacing,
-                                     f"{model.folder.parent.name} {model.folder.name} fold {fold}: voxel {img_q}",
-                                     out / "summary.png"))
-    summary = dict(image=files, model=str(model.folder), fold=str(fold), device=str(device),
-                   query=dict(image=list(img_q), preprocessed=list(pre_q), patch=list(patch.query),
-                              slice=patch.slice_index),
-                   patch_spacing_mm=list(patch_spacing), maps=records)
-    if compare_scans:
-        summary["compare_scans"] = _compare(net, run_maps, to_image, case, img_q, img_spacing, out, written,
-                                            patch.query, patch_spacing, log)
-    written.append(atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n"))
-    return written
+
+def _only_attention_outputs(folder: Path) -> bool:
+    """A folder written by this command before it named its writer: only its own file names."""
+    names = {p.name for p in folder.iterdir()}
+    return all(n in {"summary.json", "summary.png", "compare_scans.png", "scans"} or n.startswith("attention_")
+               or re.fullmatch(r"stage\d+\.png", n) for n in names)
 
 
 def _v_query(mm: MixMap) -> tuple[int, ...]:

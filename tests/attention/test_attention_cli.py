@@ -43,6 +43,16 @@ def test_maps_are_written_in_the_input_geometry(results, tmp_path, capsys, trans
         assert m["weight_in_image"] < 0.999 if padded else m["weight_in_image"] == pytest.approx(1, abs=1e-5)
         assert a[:2].sum() == 0 and a[:, :, -5:].sum() == 0  # nothing outside nnU-Net's crop
     assert {p.name for p in out.glob("*.png")} == {"stage2.png", "stage3.png", "summary.png"}
+    if transpose == (0, 1, 2):  # a rerun with fewer stages replaces the whole folder: no stale stage-2 maps
+        assert attention("-tr", "SSSTrainer_tiny", "-i", image, "--voxel", 7, 15, 14, "--stages", 3, "--out", out) == 0
+        assert {p.name for p in out.glob("*.png")} == {"stage3.png", "summary.png"}
+        assert not list(out.glob("attention_stage2*")) and list(out.glob("attention_stage3*"))
+        (out / "my_notes.txt").write_text("keep")  # a file attention did not write: the folder is not replaced
+        capsys.readouterr()
+        assert attention("-tr", "SSSTrainer_tiny", "-i", image, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert "my_notes.txt, which sss-nnunet attention did not write" in err and len(err.strip().splitlines()) == 1
+        assert (out / "my_notes.txt").read_text() == "keep" and (out / "stage3.png").exists()
 
 
 def test_a_key_spike_comes_back_at_its_image_voxel(results, tmp_path, monkeypatch):
