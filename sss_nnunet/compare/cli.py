@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="cuda" if _cuda() else "cpu",
                         help="training and prediction device (default: cuda if available, else cpu)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--overwrite", action="store_true", help="redo the listed trainers and seeds")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the listed trainers and seeds (an --out of other settings: remove every run in it)")
     parser.add_argument("--restore", type=Path, nargs="+", default=[], metavar="COMPARE_JSON",
                         help="reuse the finished runs recorded in earlier compare.json files of the same settings "
                              "and data (e.g. docs/evidence/<piece>/compare.json after the run folders are gone)")
@@ -223,6 +224,9 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
         resolve_baseline(spec.rows, spec.baseline)
     except ValueError as e:
         raise SSSError(str(e)) from None
+    from sss_nnunet.compare.runner import Comparison
+
+    Comparison(spec, print_fn=lambda line: None).check_out()  # before any planning or preprocessing
     return spec
 
 

@@ -94,21 +94,8 @@ def settings_diff(old: dict, new: dict) -> tuple[list[str], bool]:
 def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
     """Write the finished runs recorded in an earlier comparison's ``compare.json`` (``archive``) back
     as ``out/runs/seedS/ROW/result.json`` wherever ``out`` has none, so that compare skips them.
-
-    The archive's settings must equal ``settings`` (dataset, data digest, configuration, fold, plans,
-    budget, device, ...); an archive written before data digests existed is accepted on the other
-    settings, and the returned note says so. Returns (runs restored, note)."""
-    try:
-        data = json.loads(Path(archive).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SSSError(f"--restore {archive}: cannot read it as JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) \
-            or not isinstance(data.get("rows"), list):
-        raise SSSError(f"--restore {archive}: not a compare.json of sss-nnunet compare (no settings and rows)")
-    diff, predates_digest = settings_diff(data["settings"], settings)
-    note = "; the archive predates data digests, so its cases were not checked" if predates_digest else ""
-    if diff:
-        raise SSSError(f"--restore {archive}: its runs used other settings ({', '.join(diff)})")
+    The archive must pass :func:`read_archive`. Returns (runs restored, note)."""
+    data, note = read_archive(archive, settings)
     restored = 0
     for row in data["rows"]:
         for run in row.get("runs", []) if isinstance(row, dict) else []:
@@ -122,6 +109,25 @@ def restore_runs(archive: Path, out: Path, settings: dict) -> tuple[int, str]:
                 atomic_write_json(dest, run)
                 restored += 1
     return restored, note
+
+
+def read_archive(archive: Path, settings: dict) -> tuple[dict, str]:
+    """An earlier comparison's ``compare.json`` whose settings equal ``settings`` (dataset, data
+    digest, configuration, fold, plans, budget, device, ...), and a note: an archive written before
+    data digests existed is accepted on the other settings, and the note says so. ``SSSError``
+    naming the file otherwise."""
+    try:
+        data = json.loads(Path(archive).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SSSError(f"--restore {archive}: cannot read it as JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) \
+            or not isinstance(data.get("rows"), list):
+        raise SSSError(f"--restore {archive}: not a compare.json of sss-nnunet compare (no settings and rows)")
+    diff, predates_digest = settings_diff(data["settings"], settings)
+    note = "; the archive predates data digests, so its cases were not checked" if predates_digest else ""
+    if diff:
+        raise SSSError(f"--restore {archive}: its runs used other settings ({', '.join(diff)})")
+    return data, note
 
 
 def foreign_run(record: dict, identity: dict, budget: dict) -> str:

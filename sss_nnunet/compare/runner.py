@@ -26,7 +26,15 @@ from pathlib import Path
 
 from sss_nnunet.compare.budget import SEED_ENV, STATS_FILE, Budget, budget_class_name, module_source
 from sss_nnunet.compare.children import Progress, error_summary, run_logged
-from sss_nnunet.compare.provenance import code_version, data_digest, foreign_run, restore_runs, settings_diff
+from sss_nnunet.compare.provenance import (
+    code_version,
+    data_digest,
+    foreign_run,
+    read_archive,
+    read_json_object,
+    restore_runs,
+    settings_diff,
+)
 from sss_nnunet.errors import SSSError
 from sss_nnunet.io import atomic_write_json, atomic_write_text
 
@@ -159,18 +167,10 @@ class Comparison:
     def prepare(self) -> None:
         """Check or write the settings of ``out``, write the generated budget modules."""
         s = self.spec
+        self.check_out()
         settings_file = s.out / SETTINGS_FILE
-        if settings_file.exists():
-            old = json.loads(settings_file.read_text())
-            diff, _ = settings_diff(old, s.settings())
-            if diff:
-                if not s.overwrite:
-                    diff = ", ".join(diff)
-                    if old.get("data", s.data) != s.data:
-                        diff += f" (data: the files of {s.raw} are not those its runs used)"
-                    raise SSSError(f"{s.out} holds a comparison with other settings ({diff}); use --overwrite "
-                                   f"to replace it or another --out")
-                shutil.rmtree(s.out / "runs", ignore_errors=True)
+        if s.overwrite and settings_file.exists() and settings_diff(read_json_object(settings_file), s.settings())[0]:
+            shutil.rmtree(s.out / "runs", ignore_errors=True)  # runs of other settings: all of them go
         atomic_write_json(settings_file, s.settings())
         for archive in s.restore:
             n, note = restore_runs(archive, s.out, s.settings())
@@ -182,6 +182,26 @@ class Comparison:
             atomic_write_text(self.budget_dir(row) / f"sss_compare_{row.budget_trainer}.py",
                               module_source(row.trainer, s.budget, recipe))
         self.preflight([row for row in s.rows if row.recipe != "own"])
+
+    def check_out(self) -> None:
+        """What :meth:`prepare` refuses, checked without writing anything (``compare`` calls it before
+        planning): an ``--out`` holding a comparison with other settings, ``--restore`` archives of
+        other settings or data, finished runs of another comparison in ``--out``."""
+        s = self.spec
+        settings_file = s.out / SETTINGS_FILE
+        if settings_file.exists() and not s.overwrite:
+            old = read_json_object(settings_file)
+            diff, _ = settings_diff(old, s.settings())
+            if diff:
+                diff = ", ".join(diff)
+                if old.get("data", s.data) != s.data:
+                    diff += f" (data: the files of {s.raw} are not those its runs used)"
+                raise SSSError(f"{s.out} holds a comparison with other settings ({diff}); use --overwrite "
+                               f"to replace it (every run in it) or another --out")
+        for archive in s.restore:
+            read_archive(archive, s.settings())
+        if not s.overwrite:
+            self.check_finished_runs()
 
     def check_finished_runs(self) -> None:
         """Before any training: every finished run that :meth:`run_one` would skip is this comparison's

@@ -158,6 +158,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
     (tmp_path / "c.json").write_text("{}")
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--restore", str(tmp_path / "c.json"),
                              "--overwrite", env=raw_env), "--restore with --overwrite")
+    # refused before any planning: an --out of other settings, an archive of other settings
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "compare_settings.json").write_text(json.dumps({"dataset": "Dataset977_Tiny",
+                                                                        "budget": {"iterations": 1}}))
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--out", str(tmp_path / "out"), env=raw_env),
+                    "holds a comparison with other settings")
+    (tmp_path / "other.json").write_text(json.dumps({"settings": {"dataset": "Dataset990_X"}, "rows": []}))
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--out", str(tmp_path / "new"), "--restore",
+                             str(tmp_path / "other.json"), env=raw_env), "other.json: its runs used other settings")
     for sub in ("labelsTs", "imagesTs"):
         for f in (tmp_path / "raw" / "Dataset977_Tiny" / sub).iterdir():
             f.unlink()
