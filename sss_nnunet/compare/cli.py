@@ -98,11 +98,17 @@ def resolve_raw_dataset(dataset: str, env: dict) -> tuple[int, Path]:
                            f"(imagesTs with labelsTs)")
     labels = sorted(p.name for p in (raw / "labelsTs").iterdir() if not p.name.startswith("."))
     images = {p.name for p in (raw / "imagesTs").iterdir()}
-    ending = json.loads((raw / "dataset.json").read_text()).get("file_ending", ".nii.gz")
+    try:
+        ending = json.loads((raw / "dataset.json").read_text()).get("file_ending", ".nii.gz")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise SSSError(f"{raw / 'dataset.json'}: not a readable dataset.json ({e})") from None
     unpaired = [n for n in labels if n.endswith(ending) and n.replace(ending, f"_0000{ending}") not in images]
     if unpaired:
         raise SSSError(f"{raw / 'imagesTs'} has no image for the test label(s) {', '.join(unpaired[:3])}")
     return dataset_id, raw
+
+
+MAX_SEED = 4_000_000  # each seed S seeds nnU-Net's augmentation workers with 1000 * S + k (numpy: < 2**32)
 
 
 def check_trainers(trainers: list[str], default_plans: str = "nnUNetPlans") -> None:
@@ -194,13 +200,15 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
         raise SSSError(f"--val-iterations must be at least 1, got {args.val_iterations}")
     if args.fold != "all" and not (args.fold.isdigit()):
         raise SSSError(f"-f {args.fold}: a fold is 0..4 or all")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        raise SSSError(f"--seeds must be distinct non-negative integers, got {' '.join(map(str, args.seeds))}")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0 or max(args.seeds) >= MAX_SEED:
+        raise SSSError(f"--seeds must be distinct integers from 0 to {MAX_SEED - 1}, got "
+                       f"{' '.join(map(str, args.seeds))}")
     if args.restore and args.overwrite:
         raise SSSError("--restore with --overwrite: --overwrite redoes the runs, so there is nothing to restore")
-    missing = [str(p) for p in args.restore if not p.is_file()]
+    missing = [p for p in args.restore if not p.is_file()]
     if missing:
-        raise SSSError(f"--restore {missing[0]}: no such file")
+        what = "a folder: give its compare.json" if missing[0].is_dir() else "no such file"
+        raise SSSError(f"--restore {missing[0]}: {what}")
     dataset_id, raw = resolve_raw_dataset(args.dataset, env)
     if args.device == "cuda":
         import torch

@@ -158,6 +158,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
     (tmp_path / "c.json").write_text("{}")
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--restore", str(tmp_path / "c.json"),
                              "--overwrite", env=raw_env), "--restore with --overwrite")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--seeds", "0", "4000000", env=raw_env),
+                    "--seeds must be distinct integers from 0 to 3999999")
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--restore", str(tmp_path), env=raw_env),
+                    "a folder: give its compare.json")
     # refused before any planning: an --out of other settings, an archive of other settings
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "compare_settings.json").write_text(json.dumps({"dataset": "Dataset977_Tiny",
@@ -167,6 +171,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
     (tmp_path / "other.json").write_text(json.dumps({"settings": {"dataset": "Dataset990_X"}, "rows": []}))
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--out", str(tmp_path / "new"), "--restore",
                              str(tmp_path / "other.json"), env=raw_env), "other.json: its runs used other settings")
+    dataset_json = tmp_path / "raw" / "Dataset977_Tiny" / "dataset.json"
+    good = dataset_json.read_text()
+    dataset_json.write_text(good[:20])
+    _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", env=raw_env), "dataset.json: not a readable")
+    dataset_json.write_text(good)
     for sub in ("labelsTs", "imagesTs"):
         for f in (tmp_path / "raw" / "Dataset977_Tiny" / sub).iterdir():
             f.unlink()
