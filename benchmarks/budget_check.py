@@ -37,21 +37,23 @@ from sss_nnunet.errors import SSSError  # noqa: E402
 READING = {"ahead": "gains", "behind": "loses", "tie": "no gain", "too few runs": "too few runs"}
 
 
-def load(source: Path) -> tuple[dict[tuple, list[dict]], str, int]:
-    """(trainer, plans, recipe) -> ok run records; the one dataset and budget (iterations) they have.
-    ``ValueError`` when the source holds no finished run, or runs of several datasets or budgets."""
+def load(source: Path) -> tuple[dict[tuple, list[dict]], tuple, int]:
+    """(trainer, plans, recipe) -> ok run records; the one (dataset, batch size, device) and budget
+    (iterations) they have. ``ValueError`` when the source holds no finished run, or runs of several
+    datasets or budgets."""
     runs: dict[tuple, list[dict]] = {}
     datasets, budgets = set(), set()
     for (dataset, iterations, trainer, plans, recipe, _), record in finished_runs(source):
         runs.setdefault((trainer, plans, recipe), []).append(record)
-        datasets.add(dataset)
+        stats = record.get("stats") or {}
+        datasets.add((dataset, (stats.get("budget") or {}).get("batch_size"), stats.get("device")))
         budgets.add(iterations)
     if not runs:
         raise ValueError(f"{source}: no finished runs (runs/seed*/ or compare.json rows)")
-    if None in datasets or None in budgets:
+    if None in {d[0] for d in datasets} or None in budgets:
         raise ValueError(f"{source}: runs without a recorded dataset or budget (no compare_settings.json?)")
     if len(datasets) > 1 or len(budgets) > 1:
-        raise ValueError(f"{source}: runs of several datasets or budgets ({_names(datasets)}; "
+        raise ValueError(f"{source}: runs of several datasets, batch sizes, devices or budgets ({_names(datasets)}; "
                          f"{_names(budgets)} iterations): give one comparison per argument")
     return runs, datasets.pop(), budgets.pop()
 
@@ -65,7 +67,9 @@ def table(short: Path, long: Path, metric: str = "dice") -> str:
     datasets, SHORT a budget not shorter than LONG's, or no network in common."""
     (a, data_a, it_a), (b, data_b, it_b) = load(short), load(long)
     if data_a != data_b:
-        raise ValueError(f"{short} and {long} hold other datasets ({data_a} vs {data_b})")
+        what = [f"{name} {x} vs {y}" for name, x, y in zip(("dataset", "batch size", "device"), data_a, data_b)
+                if x != y]
+        raise ValueError(f"{short} and {long} differ in more than the budget ({', '.join(what)})")
     if it_a == it_b:
         raise ValueError(f"{short} and {long} hold the same budget ({it_a} iterations)")
     if it_a > it_b:

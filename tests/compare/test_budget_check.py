@@ -53,7 +53,14 @@ def test_other_datasets_the_same_budget_or_nothing_shared_are_errors(tmp_path, c
     other_set = _report(tmp_path / "b.json", 1000, {"nnUNetTrainer": [BASE] * 3}, dataset="Dataset990_Y")
     same_budget = _report(tmp_path / "c.json", 500, {"nnUNetTrainer": [BASE] * 3})
     nothing_shared = _report(tmp_path / "d.json", 1000, {"SSSTrainer": [BASE] * 3})
-    for other, words in ((other_set, "other datasets"), (same_budget, "the same budget"),
+    other_batch = _report(tmp_path / "e.json", 1000, {"nnUNetTrainer": [BASE] * 3})
+    data = json.loads(other_batch.read_text())
+    for run in data["rows"][0]["runs"]:
+        run["stats"] = {"budget": {"batch_size": 12}, "device": "cuda"}
+    other_batch.write_text(json.dumps(data))
+    for other, words in ((other_set, "differ in more than the budget (dataset Dataset991_X vs Dataset990_Y)"),
+                         (other_batch, "(batch size None vs 12, device None vs cuda)"),
+                         (same_budget, "the same budget"),
                          (nothing_shared, "no network"), (tmp_path / "gone", "does not exist")):
         assert budget_check.main([str(a), str(other)]) == 2
         assert words in capsys.readouterr().err
@@ -69,7 +76,8 @@ def test_the_longer_budget_first_two_budgets_in_one_source_and_unreadable_source
     (tmp_path / "long" / "rungs").mkdir()
     (tmp_path / "long" / "rungs" / "x.json").write_text(short.read_text())
     assert budget_check.main([str(short), str(tmp_path / "long")]) == 2
-    assert "runs of several datasets or budgets (Dataset991_X; 1000 / 500 iterations)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "runs of several datasets, batch sizes, devices or budgets" in err and "1000 / 500 iterations" in err
     empty = _report(tmp_path / "empty.json", 1000, {})
     truncated = tmp_path / "truncated.json"
     truncated.write_text(long.read_text()[:100])
