@@ -229,7 +229,9 @@ def build_spec(args: argparse.Namespace, env: dict | None = None):
     from sss_nnunet.compare.stats import resolve_baseline
 
     try:
-        resolve_baseline(spec.rows, spec.baseline)
+        if resolve_baseline(spec.rows, spec.baseline) is None and len(spec.rows) > 1:
+            print("compare: no baseline (no nnU-Net trainer among -tr, no --baseline): the report has no "
+                  "verdicts or intervals", file=sys.stderr)
     except ValueError as e:
         raise SSSError(str(e)) from None
     from sss_nnunet.compare.runner import Comparison

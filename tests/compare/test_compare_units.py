@@ -168,6 +168,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path, raw_env):
                                                                         "budget": {"iterations": 1}}))
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--out", str(tmp_path / "out"), env=raw_env),
                     "holds a comparison with other settings")
+    no_base = _compare("-d", "977", "-tr", "SSSTrainer", "SSSTrainer_globalOnly", "--out", str(tmp_path / "out"),
+                       env=raw_env)  # said before the refusal
+    assert no_base.returncode == 2 and "no baseline (no nnU-Net trainer among -tr" in no_base.stderr
     (tmp_path / "other.json").write_text(json.dumps({"settings": {"dataset": "Dataset990_X"}, "rows": []}))
     _one_line_error(_compare("-d", "977", "-tr", "nnUNetTrainer", "--out", str(tmp_path / "new"), "--restore",
                              str(tmp_path / "other.json"), env=raw_env), "other.json: its runs used other settings")
