@@ -48,6 +48,9 @@ def model_folder(dataset: str, trainer: str, plans: str, configuration: str) -> 
         found = sorted(root.glob(f"Dataset{int(dataset):03d}_*"))
         if not found:
             raise SSSError(f"{root}: no trained dataset with id {dataset} (no Dataset{int(dataset):03d}_* folder)")
+        if len(found) > 1:
+            raise SSSError(f"{root}: several datasets with id {dataset} ({', '.join(f.name for f in found)}): "
+                           f"give -d the full name")
         name = found[0].name
     else:
         name = dataset

@@ -204,6 +204,9 @@ def test_export_names_the_missing_model_folder(tmp_path, monkeypatch):
         model_folder("5", "SSSTrainer", "nnUNetPlans", "3d_fullres")
     with pytest.raises(SSSError, match="no trained dataset with id 7"):
         model_folder("7", "SSSTrainer", "nnUNetPlans", "3d_fullres")
+    (tmp_path / "Dataset005_Y").mkdir()
+    with pytest.raises(SSSError, match="several datasets with id 5 .Dataset005_X, Dataset005_Y.: give -d the full"):
+        model_folder("5", "SSSTrainer", "nnUNetPlans", "3d_fullres")
     monkeypatch.delenv("nnUNet_results")
     with pytest.raises(SSSError, match="nnUNet_results is not set"):
         model_folder("5", "SSSTrainer", "nnUNetPlans", "3d_fullres")
