@@ -89,6 +89,11 @@ def input_files(model: Model, image: list[Path]) -> list[str]:
             raise SSSError(f"-i {image[0]}: channel file(s) {', '.join(missing)} missing")
     if len(files) != n:
         raise SSSError(f"-i: the model needs {n} channel file(s), got {len(files)}")
+    for c, p in enumerate(files):  # files named by channel must come in channel order
+        m = re.fullmatch(rf".*_(\d{{4}}){re.escape(ending)}", p.name)
+        if m is not None and int(m.group(1)) != c:
+            raise SSSError(f"-i {p}: given as channel {c} but named for channel {int(m.group(1))}; list the "
+                           f"files in channel order (_0000, _0001, ...)")
     return [str(p) for p in files]
 
 

@@ -183,3 +183,21 @@ def test_model_without_stage_scan_blocks_and_missing_model(results, tmp_path, ca
     assert "no trained model in" in err and "SSSTrainer__nnUNetPlans__3d_fullres" in err
     assert attention("-tr", "nnUNetTrainer", "-i", tmp_path / "missing_0000.nii.gz") == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_channel_files_must_come_in_channel_order(tmp_path):
+    """Two channel files given as -i X_0001 X_0000 would swap the model's inputs silently."""
+    from types import SimpleNamespace
+
+    from sss_nnunet.attention.model import input_files
+    from sss_nnunet.errors import SSSError
+
+    model = SimpleNamespace(predictor=SimpleNamespace(dataset_json={"channel_names": {"0": "T1", "1": "T2"},
+                                                                    "file_ending": ".nii.gz"}))
+    a, b = tmp_path / "x_0000.nii.gz", tmp_path / "x_0001.nii.gz"
+    for f in (a, b):
+        f.write_bytes(b"")
+    assert input_files(model, [a, b]) == [str(a), str(b)]
+    assert input_files(model, [a]) == [str(a), str(b)]  # the siblings of a single _0000 file
+    with pytest.raises(SSSError, match="x_0001.nii.gz: given as channel 0 but named for channel 1"):
+        input_files(model, [b, a])
