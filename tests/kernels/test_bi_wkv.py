@@ -152,3 +152,12 @@ def test_torch_compile_traces_the_op_without_graph_breaks():
     torch.testing.assert_close(out, ref)
     for a, b in zip(xs, xs_ref):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_a_nan_error_is_above_every_tolerance():
+    """An overflowing backend gives NaN outputs, so NaN errors; ``e > tol`` is False for NaN, and the
+    reference comparisons passed an all-NaN output before this was checked."""
+    from sss_nnunet.kernels.wkv.cases import CASES, above_tolerance
+
+    bad = above_tolerance({"y": float("nan"), "w": 0.0, "k": float("inf")}, CASES[1])
+    assert set(bad) == {"y", "k"}

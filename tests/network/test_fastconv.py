@@ -115,6 +115,24 @@ def test_half_precision_stem_weight_gradient_accumulates_in_float32():
     torch.testing.assert_close(gw.float(), ref, rtol=2e-2, atol=0.5)
 
 
+def test_half_precision_im2col_sums_its_slabs_in_float32(monkeypatch):
+    """The stem's weight gradient is a sum over slabs of the first axis; at the sizes above the whole
+    input is one slab. Forced into one slab per plane, the running sum must be float32 (a bf16 running
+    sum passes the loose check above) and match float64 to bf16 rounding of each slab's product."""
+    from sss_nnunet.network import fastconv
+
+    monkeypatch.setattr(fastconv, "_IM2COL_ELEMENTS", 1)  # one plane per slab: 8 slabs
+    torch.manual_seed(3)
+    x, g = torch.randn(1, 1, 8, 16, 16).bfloat16(), torch.randn(1, 8, 8, 16, 16).bfloat16()
+    out = fastconv._im2col_weight_grad(x, g, (3, 3, 3), (1, 1, 1))
+    assert out.dtype == torch.float32  # the accumulator
+    ref = torch.nn.grad.conv3d_weight(x.double(), (8, 1, 3, 3, 3), g.double(), padding=1)
+    slabs = [torch.nn.grad.conv3d_weight(x.double(), (8, 1, 3, 3, 3), g.double() * (torch.arange(8) == i).view(
+        1, 1, 8, 1, 1), padding=1).abs() for i in range(8)]
+    bound = sum(slabs) * 2.0 ** -8 + 1e-6  # each slab's product rounded to bf16 once, nothing more
+    assert ((out.double() - ref).abs() <= bound).all(), float(((out.double() - ref).abs() / bound).max())
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_conv_variant_picks_the_fast_conv_where_it_applies(dims):
     conv = STOCK[dims]

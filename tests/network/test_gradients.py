@@ -19,6 +19,7 @@ signature), so a new string switch with an exported tuple of modes is covered au
 from __future__ import annotations
 
 import inspect
+import math
 from collections import defaultdict
 
 import pytest
@@ -150,7 +151,7 @@ def check_finite_differences(dims: int, monkeypatch, **switches) -> dict[str, tu
 def _assert_fd(results: dict[str, tuple[float, float]]) -> None:
     scale = max(abs(fd) for _, fd in results.values())
     bad = {k: v for k, v in results.items()
-           if abs(v[0] - v[1]) > 2e-3 * abs(v[1]) + 1e-6 * scale}
+           if not abs(v[0] - v[1]) <= 2e-3 * abs(v[1]) + 1e-6 * scale}  # a NaN gradient fails too
     assert not bad, f"autograd vs finite differences (group: (autograd, fd)): {bad}"
     assert sum(abs(a) > 1e-9 * scale for a, _ in results.values()) >= len(results) - 2, "vacuous: zero gradients"
 
@@ -169,6 +170,8 @@ def test_every_parameter_gradient_matches_float64(dims, switch, monkeypatch):
     switches = {} if switch is None else {switch[0]: switch[1]}
     errs = check_against_float64(dims, monkeypatch, **switches)
     assert len(errs) > 50
+    not_finite = [name for name, e in errs.items() if not math.isfinite(e)]
+    assert not not_finite, f"gradient error not finite (NaN/inf gradients?) for {not_finite}"
     worst = max(errs, key=errs.get)
     assert errs[worst] < 2e-3, f"{worst}: float32 gradient off by {errs[worst]:.2g} of the float64 one"
 
@@ -216,3 +219,9 @@ def test_a_detached_glue_path_is_caught(monkeypatch):
     with pytest.raises(AssertionError, match="finite differences"):
         _assert_fd(check_finite_differences(2, monkeypatch, shift="qshift4"))
     assert calls, "the network no longer calls torch.sigmoid: plant the detach elsewhere"
+
+
+def test_a_nan_gradient_fails_the_finite_difference_check():
+    """``abs(nan - fd) > tol`` is False: the check must fail on a NaN autograd value all the same."""
+    with pytest.raises(AssertionError, match="autograd vs finite differences"):
+        _assert_fd({"a": (float("nan"), 1.0), "b": (1.0, 1.0), "c": (2.0, 2.0)})

@@ -120,14 +120,18 @@ def test_checkpoint_of_another_trainer_is_refused(tmp_path, monkeypatch, _traine
     with pytest.raises(SystemExit, match="written by trainer 'nnUNetTrainer', not 'SSSTrainer_tiny'"):
         trainer.load_checkpoint({"trainer_name": "nnUNetTrainer", "network_weights": {}})
     # and a dict checkpoint of the right trainer loads (nnunetv2 2.8.1's own load_checkpoint(dict) fails)
+    weights = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    name = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 1)
+    weights[name] += 1.0  # the checkpoint's weights differ from the network's: loading must take them
     ckpt = {
-        "trainer_name": "SSSTrainer_tiny", "network_weights": trainer.network.state_dict(),
+        "trainer_name": "SSSTrainer_tiny", "network_weights": weights,
         "optimizer_state": trainer.optimizer.state_dict(), "grad_scaler_state": None,
         "logging": trainer.logger.get_checkpoint(), "_best_ema": 0.5, "current_epoch": 3,
         "init_args": trainer.my_init_kwargs,
     }
     trainer.load_checkpoint(ckpt)
     assert trainer.current_epoch == 3 and trainer._best_ema == 0.5
+    assert torch.equal(trainer.network.state_dict()[name], weights[name])
 
 
 def test_optimizer_groups_and_schedule(tmp_path, monkeypatch, _trainer):

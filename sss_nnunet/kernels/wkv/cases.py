@@ -97,9 +97,10 @@ def tolerance(case: Case) -> dict[str, float]:
 
 
 def above_tolerance(errs: dict[str, float], case: Case) -> dict[str, float]:
-    """The entries of ``errs`` above ``tolerance(case)`` (empty: the case passes)."""
+    """The entries of ``errs`` above ``tolerance(case)``, or not finite (a NaN error, e.g. from an
+    overflowing output, fails ``e <= tol`` as it must); empty: the case passes."""
     tol = tolerance(case)
-    return {n: e for n, e in errs.items() if e > (tol["y"] if n == "y" else tol["grad"])}
+    return {n: e for n, e in errs.items() if not e <= (tol["y"] if n == "y" else tol["grad"])}
 
 
 SHAPES_T = (1, 2, 3, 17, 256, 1000)
