@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
+from sss_nnunet.compare.provenance import finished_runs, network_name  # noqa: E402
 from sss_nnunet.errors import SSSError  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archive_guard: {e}", file=sys.stderr)
         return 2
     if lost:
-        named = "; ".join(f"{trainer}{'' if plans == 'nnUNetPlans' else ':' + str(plans)} {recipe} seed {seed}"
+        named = "; ".join(f"{network_name(trainer, plans)} {recipe} seed {seed}"
                           for _, _, trainer, plans, recipe, seed in lost[:4])
         more = f" and {len(lost) - 4} more" if len(lost) > 4 else ""
         print(f"archive_guard: {args.new} lacks {len(lost)} finished run(s) of {args.archived} ({named}{more}): "

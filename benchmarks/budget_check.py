@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
+from sss_nnunet.compare.provenance import finished_runs, network_name  # noqa: E402
 from sss_nnunet.compare.stats import (  # noqa: E402
     METRICS,
     interval_text,
@@ -42,20 +42,20 @@ def load(source: Path) -> tuple[dict[tuple, list[dict]], tuple, int]:
     (iterations) they have. ``ValueError`` when the source holds no finished run, or runs of several
     datasets or budgets."""
     runs: dict[tuple, list[dict]] = {}
-    datasets, budgets = set(), set()
+    kinds, budgets = set(), set()  # (dataset, batch size, device); iterations
     for (dataset, iterations, trainer, plans, recipe, _), record in finished_runs(source):
         runs.setdefault((trainer, plans, recipe), []).append(record)
         stats = record.get("stats") or {}
-        datasets.add((dataset, (stats.get("budget") or {}).get("batch_size"), stats.get("device")))
+        kinds.add((dataset, (stats.get("budget") or {}).get("batch_size"), stats.get("device")))
         budgets.add(iterations)
     if not runs:
         raise ValueError(f"{source}: no finished runs (runs/seed*/ or compare.json rows)")
-    if None in {d[0] for d in datasets} or None in budgets:
+    if None in {kind[0] for kind in kinds} or None in budgets:
         raise ValueError(f"{source}: runs without a recorded dataset or budget (no compare_settings.json?)")
-    if len(datasets) > 1 or len(budgets) > 1:
-        raise ValueError(f"{source}: runs of several datasets, batch sizes, devices or budgets ({_names(datasets)}; "
+    if len(kinds) > 1 or len(budgets) > 1:
+        raise ValueError(f"{source}: runs of several datasets, batch sizes, devices or budgets ({_names(kinds)}; "
                          f"{_names(budgets)} iterations): give one comparison per argument")
-    return runs, datasets.pop(), budgets.pop()
+    return runs, kinds.pop(), budgets.pop()
 
 
 def _names(found: set) -> str:
@@ -83,7 +83,7 @@ def table(short: Path, long: Path, metric: str = "dice") -> str:
              f"Δ longer - shorter [95 % CI], paired | reading |", "|---|---|---|---|---|---|---|"]
     for key in shared:
         trainer, plans, recipe = key
-        name = trainer if plans in ("", "nnUNetPlans") else f"{trainer}:{plans}"
+        name = network_name(trainer, plans)
         means = [f"{mean_sd_text(seed_means(records, metric), digits)} ({len(records)})"
                  for records in (a[key], b[key])]
         found = paired_interval(b[key], a[key], metric)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from sss_nnunet.compare.provenance import finished_runs  # noqa: E402
+from sss_nnunet.compare.provenance import finished_runs, network_name  # noqa: E402
 from sss_nnunet.compare.stats import (  # noqa: E402
     METRICS,
     interval_text,
@@ -52,9 +52,7 @@ def load(*sources: Path) -> dict[str, list[dict]]:
             kinds.add((key[0], key[1], key[4]))
             if key[2:] not in seen:  # the same run in a folder and in its archive
                 seen.add(key[2:])
-                plans = record.get("plans") or "nnUNetPlans"
-                name = record["trainer"] if plans == "nnUNetPlans" else f"{record['trainer']}:{plans}"
-                runs.setdefault(name, []).append(record)
+                runs.setdefault(network_name(record["trainer"], record.get("plans")), []).append(record)
     if len(kinds) > 1:
         found = "; ".join(f"{d} {i} it. {r}" for d, i, r in sorted(kinds, key=str))
         raise ValueError(f"{', '.join(map(str, sources))}: runs of several datasets, budgets or recipes ({found}): "

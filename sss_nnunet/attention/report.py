@@ -41,7 +41,7 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
     for p in image:
         if not Path(p).is_file():
             raise SSSError(f"-i {p}: no such file")
-    check_output_dir(out, overwrite=True, owner=OWNER, legacy=_only_attention_outputs, inputs=image)  # before work
+    check_output_dir(out, **_output_rules(*image))  # before any work
     model = M.load_model(str(dataset), trainer, plans, configuration, str(fold), device, checkpoint)
     net = model.network
     stage_blocks(net)  # a model without Stage-Scan blocks: one clear error before any work
@@ -77,8 +77,7 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
     written: list[Path] = []
     # built under a temporary name, then renamed: a rerun replaces the whole folder (no maps of other
     # stages left beside the new summary), a failure leaves the previous one as it was
-    with atomic_directory(out, overwrite=True, owner=OWNER, legacy=_only_attention_outputs,
-                          inputs=(*image, model.folder)) as tmp:
+    with atomic_directory(out, **_output_rules(*image, model.folder)) as tmp:
         def to_image(m: np.ndarray) -> np.ndarray:
             return M.preprocessed_to_image_map(model, case, M.patch_to_preprocessed(case, patch, m))
 
@@ -128,6 +127,11 @@ def compute_report(dataset: str, trainer: str, plans: str, configuration: str, f
                                                 patch.query, patch_spacing, log)
         written.append(atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n"))
     return [out / path.relative_to(tmp) for path in written]
+
+
+def _output_rules(*inputs: Path) -> dict:
+    """``-o`` may be replaced whole when this command wrote it (never a folder holding ``inputs``)."""
+    return {"overwrite": True, "owner": OWNER, "legacy": _only_attention_outputs, "inputs": inputs}
 
 
 def _only_attention_outputs(folder: Path) -> bool:

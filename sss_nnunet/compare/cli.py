@@ -115,10 +115,11 @@ def check_trainers(trainers: list[str], default_plans: str = "nnUNetPlans") -> N
     """Every ``TRAINER[:PLANS]`` must name a trainer nnU-Net finds, given once (``T`` and
     ``T:DEFAULT_PLANS`` are the same row), without '__'."""
     from sss_nnunet.compare.budget import SUFFIX, find_trainer
+    from sss_nnunet.compare.runner import parse_rows
 
     if len(set(trainers)) != len(trainers):
         raise SSSError(f"-tr lists a trainer twice: {' '.join(trainers)}")
-    rows = [(text.partition(":")[0], text.partition(":")[2] or default_plans) for text in trainers]
+    rows = [(row.trainer, row.plans) for row in parse_rows(trainers, ["own"], default_plans)]
     twice = [text for text, row in zip(trainers, rows) if rows.count(row) > 1]
     if twice:
         raise SSSError(f"-tr {' and '.join(twice)}: the same trainer with the same plans (-p {default_plans} when "

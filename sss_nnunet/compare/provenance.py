@@ -158,6 +158,11 @@ def read_json_object(path: Path) -> dict:
     return data
 
 
+def network_name(trainer: str, plans: str | None) -> str:
+    """``TRAINER``, or ``TRAINER:PLANS`` for plans other than nnU-Net's default (``nnUNetPlans``)."""
+    return trainer if plans in (None, "", "nnUNetPlans") else f"{trainer}:{plans}"
+
+
 def finished_runs(source: Path) -> list[tuple[tuple, dict]]:
     """Every finished (status ``ok``) run record of a comparison, once, with its identity
     ``(dataset, iterations, trainer, plans, recipe, seed)``.
