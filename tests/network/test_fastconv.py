@@ -87,9 +87,11 @@ def y_shape(conv: nn.Module, x: torch.Tensor) -> torch.Size:
         return conv(x).shape
 
 
-def test_stem_weight_gradient_over_several_slabs_and_samples(monkeypatch):
-    """The im2col matrix is built in slabs of the first spatial axis: tiny slabs, odd sizes."""
+def test_stem_over_several_slabs_and_samples(monkeypatch):
+    """The im2col matrix is built in slabs of the first spatial axis: tiny slabs, odd sizes; the
+    forward writes each slab's rows of a channels-last output."""
     monkeypatch.setattr(fastconv, "_IM2COL_ELEMENTS", 200)  # 81 rows x 30 voxels per slice: one slice a slab
+    monkeypatch.setattr(fastconv, "_IM2COL_FORWARD_ELEMENTS", 5000)  # 2 planes a slab, 4 per sample
     calls = _count_fast_calls(monkeypatch, "_im2col_weight_grad")
     torch.manual_seed(1)
     ours, stock = StemConv3d(3, 4, 3, padding=1, bias=False).double(), nn.Conv3d(3, 4, 3, padding=1, bias=False)
@@ -97,7 +99,10 @@ def test_stem_weight_gradient_over_several_slabs_and_samples(monkeypatch):
     stock.load_state_dict(ours.state_dict())
     x = torch.randn(3, 3, 7, 5, 6, dtype=torch.float64)
     g = torch.randn(3, 4, 7, 5, 6, dtype=torch.float64)
-    (gw,) = torch.autograd.grad(ours(x), [ours.weight], g)
+    y = ours(x)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d) and not y.is_contiguous()
+    torch.testing.assert_close(y, stock(x), rtol=1e-12, atol=1e-12)
+    (gw,) = torch.autograd.grad(y, [ours.weight], g)
     (gw_ref,) = torch.autograd.grad(stock(x), [stock.weight], g)
     assert calls[0] == 1  # the im2col path ran, not PyTorch's conv backward
     torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-10)
