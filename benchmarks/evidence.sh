@@ -20,8 +20,10 @@
 # SSSTrainer ~19 min (52-55 s), ResEnc M ~26 min (74 s), global-only ~15 min, + ~0.5 min prediction: the 4-row
 # c2d piece 3.7 h (measured, 12 runs).
 # All pieces together exceed 8 hours on 2 cores: run them piece by piece (resumable) or on a GPU. Measured
-# hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 9 pieces,
-# 98 finished runs: 21.5 h of wall time, some runs beside tests; the 6 four-row pieces 15.9 h, c3d-sss-2x 1.3 h).
+# hours per piece and in all: python benchmarks/evidence_summary.py docs/evidence --time (2026-12-07, 10 pieces,
+# 104 finished runs: 24.3 h of wall time, some runs beside tests; the 6 four-row pieces 15.9 h, c3d-sss-2x 1.3 h,
+# demo-sss-2x 2.8 h). A run's time is the network's train step: data loading and augmentation take ~0.02 s of
+# its 0.6-1.0 s per iteration on 991 (2 idle cores, 2026-12-07), so smaller sets, not fewer workers, shorten it.
 # Pieces (dataset, configuration, rows, recipe; results in docs/results.md):
 #   c2d-sss      993 context2d 2d:       PlainConvUNet, ResEnc M, RWKV-SSS (paper), RWKV-SSS global-only; sss
 #   c2d-nnunet   993 context2d 2d:       the same four under nnU-Net's SGD recipe
@@ -37,7 +39,8 @@
 #                (1000 iterations; BUDGET_ROWS overrides the rows); the pseudo Dice of 2 validation batches
 #                is too noisy there to tell convergence, the test cases tell it:
 #                python benchmarks/budget_check.py $WORK/c3d_sss $WORK/c3d_sss_2x (79 min on 2 idle cores)
-#   demo-sss-2x  990 demo 3d_fullres:    the same budget check of demo-sss (1000 iterations, ~2.8 h)
+#   demo-sss-2x  990 demo 3d_fullres:    the same budget check of demo-sss (1000 iterations; on idle cores
+#                ~20 min per nnUNetTrainer run, ~24 min per SSSTrainer run: ~2.3 h)
 #   ladder-c2d   993: ablation ladder SSSTrainer_L0..L6 + SSSTrainer, nnUNetTrainer baseline; sss, 250
 #                iterations: at 500 both networks of c2d-sss reach 0.99 on every class, a ceiling no rung
 #                can rise above (at 250, seed 0, 2026-12-07: PlainConvUNet 0.541, RWKV-SSS 0.995; ~6 min
